@@ -1,0 +1,109 @@
+"""Reader stage: find input files, give them stable keys, labels and splits, and plan the shards.
+
+Everything here is a pure function of the file list and the settings, so the same input gives the same
+plan whatever the number of workers, and a rerun finds the same shards to resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.schema import TRAIN, VAL, shard_name
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_KEY_STEM_CHARS = 80
+
+
+@dataclass(frozen=True)
+class VideoItem:
+    """One input file and where it goes."""
+
+    key: str
+    path: Path  # absolute path
+    relpath: str  # relative to the source folder, POSIX separators
+    label: str | None
+    split: str
+    in_stats_subset: bool
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """The videos of one output shard: the unit of work handed to a worker."""
+
+    name: str
+    split: str
+    items: tuple[VideoItem, ...]
+
+
+def find_files(src: Path) -> list[Path]:
+    """All regular files under ``src``, recursively, sorted; hidden files and folders are skipped."""
+    if not src.is_dir():
+        raise FileNotFoundError(f"source folder {src} does not exist or is not a folder")
+    found: list[Path] = []
+    for root, dirs, files in os.walk(src):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(Path(root) / name for name in files if not name.startswith("."))
+    return sorted(found)
+
+
+def video_key(relpath: str) -> str:
+    """A stable, unique, WebDataset-safe key for a relative path: readable stem plus a short hash.
+
+    Keys hold only ``[A-Za-z0-9_-]`` (no dots, which WebDataset uses to split extensions, and no
+    slashes), so non-ASCII names, spaces and nested folders are all safe.
+    """
+    stem = relpath.rsplit(".", 1)[0] if "." in Path(relpath).name else relpath
+    readable = _UNSAFE.sub("_", stem).strip("_")[-_KEY_STEM_CHARS:] or "video"
+    digest = hashlib.sha1(relpath.encode("utf-8")).hexdigest()[:10]
+    return f"{readable}-{digest}"
+
+
+def label_of(relpath: str) -> str | None:
+    """The class label: the first folder level under the source, or None for files directly in it."""
+    parts = relpath.split("/")
+    return parts[0] if len(parts) > 1 else None
+
+
+def split_of(key: str, val_fraction: float) -> str:
+    """Deterministic train/val split by key hash."""
+    bucket = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") / 2**64
+    return VAL if bucket < val_fraction else TRAIN
+
+
+def stats_subset(train_keys: list[str], fraction: float, seed: int) -> set[str]:
+    """A seeded random ``fraction`` of the training keys (at least one) used for normalization stats."""
+    if not train_keys:
+        return set()
+    ordered = sorted(train_keys)
+    count = max(1, round(fraction * len(ordered)))
+    chosen = np.random.default_rng(seed).choice(len(ordered), size=count, replace=False)
+    return {ordered[i] for i in chosen}
+
+
+def plan_shards(src: Path, files: list[Path], shard_size: int, val_fraction: float,
+                stats_fraction: float, seed: int) -> list[ShardJob]:
+    """Assign every file to a shard: train and val separately, in key order, ``shard_size`` per shard."""
+    entries = []
+    for path in files:
+        relpath = path.relative_to(src).as_posix()
+        key = video_key(relpath)
+        entries.append((key, path.resolve(), relpath, label_of(relpath), split_of(key, val_fraction)))
+    duplicates = [key for key, count in Counter(entry[0] for entry in entries).items() if count > 1]
+    if duplicates:
+        raise ValueError(f"key collision for {sorted(duplicates)}; rename the files")
+    subset = stats_subset([e[0] for e in entries if e[4] == TRAIN], stats_fraction, seed)
+    items = sorted((VideoItem(key, path, rel, label, split, key in subset)
+                    for key, path, rel, label, split in entries), key=lambda item: item.key)
+    jobs: list[ShardJob] = []
+    for split in (TRAIN, VAL):
+        chosen = [item for item in items if item.split == split]
+        for index, start in enumerate(range(0, len(chosen), shard_size)):
+            jobs.append(ShardJob(shard_name(split, index), split, tuple(chosen[start:start + shard_size])))
+    return jobs

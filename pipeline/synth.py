@@ -1,0 +1,247 @@
+"""Synthetic audio-visual data whose only audio-video link is timing.
+
+Each generated MP4 (H.264 + AAC) shows a disc on a plain background and plays a quiet noise floor. At random,
+irregular event times the disc jumps to a new position and flashes, and at exactly the same times a tone burst
+sounds. Colours and pitch are drawn independently per video, so nothing but the timing of the events ties the
+two streams together: a model can only tell a synchronized clip from a shifted one by learning when things
+happen. The event onset times are stored as JSON in the container's ``comment`` metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+METADATA_KEY = "avts_synth"
+METADATA_VERSION = 1
+
+TONE_HZ = (300.0, 1500.0)
+TONE_AMPLITUDE = 0.5
+NOISE_AMPLITUDE = 0.01
+ATTACK_S = 0.005
+RELEASE_S = 0.03
+PIXEL_NOISE = 3.0
+DISC_RADIUS = 0.15  # fraction of the frame size
+MIN_CONTRAST = 120  # L1 distance between RGB colours that must stay visible
+AUDIO_BIT_RATE = 64_000
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What to generate: ``videos`` files of ``duration_s`` seconds into ``out``."""
+
+    out: Path
+    videos: int
+    duration_s: float = 6.0
+    size: int = 128
+    fps: int = 25
+    sample_rate: int = 16000
+    seed: int = 0
+    workers: int = 1
+    min_gap_s: float = 0.25
+    max_gap_s: float = 0.7
+    event_s: float = 0.12
+
+
+@dataclass(frozen=True)
+class _Scene:
+    """Everything random about one video."""
+
+    events: list[float]
+    background: np.ndarray  # RGB uint8
+    colour: np.ndarray  # RGB uint8, the disc at rest
+    flash: np.ndarray  # RGB uint8, the disc during an event
+    positions: np.ndarray  # (events + 1, 2) disc centres (x, y) in pixels; row i + 1 from event i on
+    tone_hz: float
+
+
+def video_path(out: Path, index: int) -> Path:
+    """The file name of video ``index`` under ``out``."""
+    return Path(out) / f"synth_{index:05d}.mp4"
+
+
+def draw_events(rng: np.random.Generator, config: SynthConfig) -> list[float]:
+    """Onset times in seconds: the first in ``[0, max_gap_s)``, then gaps uniform in ``[min_gap_s, max_gap_s]``.
+
+    Every event ends before the video does. Times are rounded to 0.1 ms so the stored values are the ones used.
+    """
+    events: list[float] = []
+    t = rng.uniform(0.0, config.max_gap_s)
+    while t + config.event_s <= config.duration_s:
+        events.append(round(t, 4))
+        t = events[-1] + rng.uniform(config.min_gap_s, config.max_gap_s)
+    return events
+
+
+def _contrasting_colour(rng: np.random.Generator, *others: np.ndarray) -> np.ndarray:
+    """A random RGB colour at least ``MIN_CONTRAST`` away from each of ``others``."""
+    while True:
+        colour = rng.integers(0, 256, 3).astype(np.uint8)
+        if all(np.abs(colour.astype(int) - other).sum() >= MIN_CONTRAST for other in others):
+            return colour
+
+
+def _draw_scene(config: SynthConfig, index: int) -> _Scene:
+    rng = np.random.default_rng([config.seed, index])
+    events = draw_events(rng, config)
+    background = rng.integers(0, 256, 3).astype(np.uint8)
+    flash = 255 - background
+    colour = _contrasting_colour(rng, background, flash)
+    radius = DISC_RADIUS * config.size
+    positions = rng.uniform(radius, config.size - radius, (len(events) + 1, 2))
+    tone_hz = float(rng.uniform(*TONE_HZ))
+    return _Scene(events, background, colour, flash, positions, tone_hz)
+
+
+def _event_samples(config: SynthConfig, events: list[float]) -> list[tuple[int, int]]:
+    """``[start, end)`` audio sample range of each event."""
+    length = round(config.event_s * config.sample_rate)
+    return [(round(t * config.sample_rate), round(t * config.sample_rate) + length) for t in events]
+
+
+def _frame_of(sample: int, config: SynthConfig) -> int:
+    """The video frame whose interval contains audio sample ``sample``."""
+    return sample * config.fps // config.sample_rate
+
+
+def _render_audio(config: SynthConfig, scene: _Scene, rng: np.random.Generator) -> np.ndarray:
+    """Mono float32 audio: a noise floor plus an enveloped tone burst during each event."""
+    sr = config.sample_rate
+    audio = rng.normal(0.0, NOISE_AMPLITUDE, round(config.duration_s * sr))
+    burst_t = np.arange(round(config.event_s * sr)) / sr
+    envelope = np.clip(np.minimum(burst_t / ATTACK_S, (config.event_s - burst_t) / RELEASE_S), 0.0, 1.0)
+    for start, end in _event_samples(config, scene.events):
+        phase = 2 * math.pi * scene.tone_hz * burst_t
+        audio[start:end] += TONE_AMPLITUDE * envelope * np.sin(phase)
+    return audio.astype(np.float32)
+
+
+def _frame_states(config: SynthConfig, scene: _Scene) -> Iterator[tuple[int, bool]]:
+    """For each video frame: which row of ``scene.positions`` the disc is at, and whether it is flashing."""
+    frames = round(config.duration_s * config.fps)
+    position = np.zeros(frames, dtype=int)
+    flashing = np.zeros(frames, dtype=bool)
+    for i, (start, end) in enumerate(_event_samples(config, scene.events)):
+        first, last = _frame_of(start, config), _frame_of(end - 1, config)
+        position[first:] = i + 1
+        flashing[first : last + 1] = True
+    return zip(position.tolist(), flashing.tolist())
+
+
+def _render_frames(config: SynthConfig, scene: _Scene, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """RGB uint8 frames: the disc on the background, with mild pixel noise."""
+    ys, xs = np.mgrid[0 : config.size, 0 : config.size] + 0.5
+    radius = DISC_RADIUS * config.size
+    for position, flashing in _frame_states(config, scene):
+        cx, cy = scene.positions[position]
+        disc = (xs - cx) ** 2 + (ys - cy) ** 2 <= radius**2
+        frame = np.broadcast_to(scene.background, (config.size, config.size, 3)).astype(np.float32)
+        frame[disc] = scene.flash if flashing else scene.colour
+        frame += rng.normal(0.0, PIXEL_NOISE, frame.shape)
+        yield np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+
+
+def _metadata(config: SynthConfig, index: int, scene: _Scene) -> str:
+    return json.dumps(
+        {
+            METADATA_KEY: METADATA_VERSION,
+            "events": scene.events,
+            "event_s": config.event_s,
+            "duration_s": config.duration_s,
+            "fps": config.fps,
+            "sample_rate": config.sample_rate,
+            "seed": config.seed,
+            "index": index,
+            "tone_hz": round(scene.tone_hz, 2),
+            "background": scene.background.tolist(),
+            "colour": scene.colour.tolist(),
+        }
+    )
+
+
+def _encode(path: Path, config: SynthConfig, metadata: str, frames: Iterator[np.ndarray], audio: np.ndarray) -> None:
+    """Write an MP4 with one H.264 video stream and one mono AAC stream."""
+    with av.open(str(path), "w", format="mp4") as container:
+        container.metadata["comment"] = metadata
+        video = container.add_stream("libx264", rate=config.fps)
+        video.width = video.height = config.size
+        video.pix_fmt = "yuv420p"
+        # One thread keeps the bitstream independent of the machine; a 1-second GOP matches the shard format.
+        video.options = {"preset": "veryfast", "crf": "20", "g": str(config.fps), "threads": "1"}
+        sound = container.add_stream("aac", rate=config.sample_rate, layout="mono")
+        sound.bit_rate = AUDIO_BIT_RATE
+        for frame in frames:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(video.encode())
+        step = sound.codec_context.frame_size
+        for start in range(0, len(audio), step):
+            chunk = av.AudioFrame.from_ndarray(audio[None, start : start + step], format="fltp", layout="mono")
+            chunk.sample_rate = config.sample_rate
+            chunk.pts = start
+            container.mux(sound.encode(chunk))
+        container.mux(sound.encode())
+
+
+def write_video(config: SynthConfig, index: int) -> Path:
+    """Generate video ``index`` unless it already exists; returns its path.
+
+    The file is written under a temporary name and renamed when complete, so an existing file is a whole one.
+    """
+    path = video_path(config.out, index)
+    if path.exists():
+        return path
+    scene = _draw_scene(config, index)
+    noise_rng = np.random.default_rng([config.seed, index, 1])
+    tmp = path.with_name(f".{path.stem}.tmp.mp4")
+    audio = _render_audio(config, scene, noise_rng)
+    _encode(tmp, config, _metadata(config, index, scene), _render_frames(config, scene, noise_rng), audio)
+    tmp.replace(path)
+    return path
+
+
+def generate(config: SynthConfig, progress: Callable[[int], None] | None = None) -> list[Path]:
+    """Generate ``config.videos`` videos into ``config.out``; returns their paths in index order.
+
+    Runs ``config.workers`` processes when it is above 1. Videos that already exist are kept, so an interrupted
+    run resumes. ``progress``, when given, is called with the number of videos done after each one finishes.
+    """
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [video_path(out, i) for i in range(config.videos)]
+    report = progress or (lambda done: None)
+    if config.workers <= 1:
+        for i in range(config.videos):
+            write_video(config, i)
+            report(i + 1)
+        return paths
+    with ProcessPoolExecutor(max_workers=config.workers) as pool:
+        futures = [pool.submit(write_video, config, i) for i in range(config.videos)]
+        for done, future in enumerate(as_completed(futures), start=1):
+            future.result()
+            report(done)
+    return paths
+
+
+def read_metadata(path: Path) -> dict:
+    """The JSON metadata that :func:`generate` stored in ``path``; ``ValueError`` if it is not a synth video."""
+    with av.open(str(path)) as container:
+        comment = container.metadata.get("comment", "")
+    try:
+        data = json.loads(comment)
+    except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict) or data.get(METADATA_KEY) != METADATA_VERSION:
+        raise ValueError(f"{path} is not an avts-synth video")
+    return data
+
+
+def read_events(path: Path) -> list[float]:
+    """Event onset times in seconds stored in a generated video."""
+    return [float(t) for t in read_metadata(path)["events"]]

@@ -1,0 +1,128 @@
+"""Video subsampler: decoded frames in, constant-25-fps short-side-resized H.264 MP4 bytes out.
+
+One pass, in memory, with the ffmpeg libraries through PyAV: a filter graph (rotation, ``fps=25`` by
+timestamps so variable-frame-rate sources come out constant, ``scale``, ``format=yuv420p``) feeds a libx264
+encoder with a fixed GOP (see :mod:`pipeline.schema`) muxed into an MP4 in a ``BytesIO``.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+
+from pipeline.schema import GOP_FRAMES, VIDEO_FPS
+
+_OUTPUT_TIME_BASE = Fraction(1, VIDEO_FPS)
+
+
+@dataclass(frozen=True)
+class EncodedVideo:
+    """The stored video and where its first frame sits on the source clock."""
+
+    data: bytes
+    frames: int
+    start_s: float  # source time of stored frame 0
+    width: int
+    height: int
+
+
+def rotation_filters(counterclockwise_degrees: float) -> list[tuple[str, str]]:
+    """Filters that apply a display-matrix rotation, as the ffmpeg command line's autorotate does."""
+    clockwise = round(-counterclockwise_degrees) % 360
+    if clockwise == 90:
+        return [("transpose", "clock")]
+    if clockwise == 180:
+        return [("hflip", ""), ("vflip", "")]
+    if clockwise == 270:
+        return [("transpose", "cclock")]
+    return []
+
+
+def short_side_scale(short_side: int) -> str:
+    """``scale`` filter arguments that make the short side ``short_side`` and keep the aspect ratio (even)."""
+    return (f"w='if(gt(iw,ih),-2,{short_side})':h='if(gt(iw,ih),{short_side},-2)'"
+            ":flags=bilinear")
+
+
+class VideoResampler:
+    """Turns decoded source frames into the stored video; push frames, then call :meth:`finish`."""
+
+    def __init__(self, short_side: int, crf: int, preset: str, threads: int) -> None:
+        self._short_side = short_side
+        self._crf = crf
+        self._preset = preset
+        self._threads = threads
+        self._graph: av.filter.Graph | None = None
+        self._buffer = io.BytesIO()
+        self._muxer: av.container.OutputContainer | None = None
+        self._stream: av.VideoStream | None = None
+        self._first_pts: int | None = None
+        self._frames = 0
+        self.rotation = 0.0
+
+    def push(self, frame: av.VideoFrame) -> None:
+        """Feed one decoded source frame."""
+        if self._graph is None:
+            self._graph = self._build_graph(frame)
+        self._graph.push(frame)
+        self._drain()
+
+    def finish(self) -> EncodedVideo:
+        """Flush the filter and encoder and return the MP4 bytes."""
+        if self._graph is None or self._stream is None or self._muxer is None:
+            raise ValueError("no video frames decoded")
+        self._graph.push(None)
+        self._drain()
+        self._muxer.mux(self._stream.encode(None))
+        width, height = self._stream.width, self._stream.height
+        self._muxer.close()
+        start_s = float(self._first_pts * _OUTPUT_TIME_BASE)
+        return EncodedVideo(self._buffer.getvalue(), self._frames, start_s, width, height)
+
+    def _build_graph(self, frame: av.VideoFrame) -> av.filter.Graph:
+        self.rotation = float(frame.rotation or 0)
+        graph = av.filter.Graph()
+        nodes = [graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
+                                  time_base=frame.time_base)]
+        chain = [("fps", f"{VIDEO_FPS}"), *rotation_filters(self.rotation),
+                 ("scale", short_side_scale(self._short_side)), ("format", "yuv420p")]
+        nodes += [graph.add(name, args) for name, args in chain]
+        nodes.append(graph.add("buffersink"))
+        graph.link_nodes(*nodes).configure()
+        return graph
+
+    def _drain(self) -> None:
+        assert self._graph is not None
+        while True:
+            try:
+                frame = self._graph.vpull()
+            except (BlockingIOError, EOFError):
+                return
+            self._encode(frame)
+
+    def _encode(self, frame: av.VideoFrame) -> None:
+        if self._first_pts is None:
+            self._first_pts = int(frame.pts)
+            self._open_encoder(frame.width, frame.height)
+        assert self._stream is not None and self._muxer is not None
+        frame.pts = int(frame.pts) - self._first_pts
+        frame.time_base = _OUTPUT_TIME_BASE
+        frame.pict_type = av.video.frame.PictureType.NONE
+        self._muxer.mux(self._stream.encode(frame))
+        self._frames += 1
+
+    def _open_encoder(self, width: int, height: int) -> None:
+        self._muxer = av.open(self._buffer, "w", format="mp4", options={"fflags": "+bitexact"})
+        stream = self._muxer.add_stream("libx264", rate=VIDEO_FPS)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = _OUTPUT_TIME_BASE
+        stream.codec_context.thread_count = self._threads
+        stream.options = {
+            "preset": self._preset,
+            "crf": str(self._crf),
+            "x264-params": f"keyint={GOP_FRAMES}:min-keyint={GOP_FRAMES}:scenecut=0:open-gop=0",
+        }
+        self._stream = stream
