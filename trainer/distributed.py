@@ -1,0 +1,81 @@
+"""Process-group plumbing: DDP under `torchrun` (NCCL on GPU, gloo on CPU), one process otherwise."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where this process runs and who its peers are."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that logs, evaluates and writes checkpoints."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        """True when launched by torchrun with more than one process."""
+        return self.world_size > 1
+
+
+def pick_device(requested: str, local_rank: int) -> torch.device:
+    """``auto`` → this rank's GPU when CUDA is available, else the CPU."""
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda":
+        return torch.device("cuda", local_rank)
+    return torch.device(requested)
+
+
+def setup(requested_device: str) -> Runtime:
+    """Join the torchrun process group when launched by torchrun; a single process otherwise."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(requested_device, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Runtime(rank, local_rank, world_size, device)
+
+
+def all_ranks_true(flag: bool, runtime: Runtime) -> bool:
+    """True only if ``flag`` is true on every rank: ranks stop an epoch together, with equal step counts."""
+    if not runtime.distributed:
+        return flag
+    value = torch.tensor([int(flag)], device=runtime.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item())
+
+
+def mean_over_ranks(total: float, count: int, runtime: Runtime) -> float:
+    """Global mean of a per-rank sum and count."""
+    if not runtime.distributed:
+        return total / max(count, 1)
+    value = torch.tensor([total, float(count)], device=runtime.device, dtype=torch.float64)
+    dist.all_reduce(value)
+    return float(value[0] / value[1].clamp_min(1))
+
+
+def barrier(runtime: Runtime) -> None:
+    """Wait for all ranks."""
+    if runtime.distributed:
+        dist.barrier()
+
+
+def teardown(runtime: Runtime) -> None:
+    """Leave the process group."""
+    if runtime.distributed and dist.is_initialized():
+        dist.destroy_process_group()

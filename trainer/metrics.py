@@ -1,0 +1,82 @@
+"""Run records: metrics as JSON lines, and PNG curves of loss, accuracy and learning rate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the headless backend
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class MetricsLog:
+    """Appends one JSON object per line to ``<run>/metrics.jsonl`` (kind: ``step`` or ``epoch``)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / METRICS_FILE
+
+    def write(self, kind: str, **values: Any) -> None:
+        """Append a record."""
+        with self.path.open("a") as handle:
+            handle.write(json.dumps({"kind": kind, **values}) + "\n")
+
+    def read(self) -> list[dict[str, Any]]:
+        """All records so far (a resumed run appends to the same file)."""
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+
+def latest_by(records: list[dict[str, Any]], field: str) -> list[dict[str, Any]]:
+    """Keep the last record for each value of ``field`` (a resumed run may repeat steps or epochs)."""
+    chosen: dict[Any, dict[str, Any]] = {}
+    for record in records:
+        chosen[record[field]] = record
+    return [chosen[k] for k in sorted(chosen)]
+
+
+def plot_run(run_dir: Path) -> list[Path]:
+    """Rewrite ``loss.png``, ``accuracy.png`` and ``lr.png`` from the metrics file; returns the paths."""
+    records = MetricsLog(run_dir).read()
+    steps = latest_by([r for r in records if r["kind"] == "step"], "step")
+    epochs = latest_by([r for r in records if r["kind"] == "epoch"], "epoch")
+    written = []
+    figure, axis = plt.subplots(figsize=(7, 4))
+    if steps:
+        axis.plot([r["step"] for r in steps], [r["loss"] for r in steps], lw=0.8, alpha=0.6, label="train (steps)")
+    if epochs:
+        axis.plot([r["step"] for r in epochs], [r["train_loss"] for r in epochs], "o-", label="train (epoch mean)")
+    axis.set(xlabel="step", ylabel="contrastive loss (Eq. 1)" if not epochs or "ce" not in epochs[-1].get(
+        "objective", "") else "cross-entropy", title="AVTS training loss")
+    axis.legend()
+    written.append(_save(figure, run_dir / "loss.png"))
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for key, label in (("val_acc_easy", "val: easy negatives"), ("val_acc_mixed", "val: 75% easy / 25% hard")):
+        points = [(r["epoch"] + 1, r[key]) for r in epochs if r.get(key) is not None]
+        if points:
+            axis.plot(*zip(*points), "o-", label=label)
+    axis.set(xlabel="epoch", ylabel="AVTS accuracy", ylim=(0.4, 1.0), title="AVTS accuracy (τ chosen on validation)")
+    axis.axhline(0.5, color="grey", lw=0.5)
+    axis.legend()
+    written.append(_save(figure, run_dir / "accuracy.png"))
+    figure, axis = plt.subplots(figsize=(7, 3))
+    if epochs:
+        axis.plot([r["epoch"] + 1 for r in epochs], [r["lr"] for r in epochs], "o-")
+        axis.set_yscale("log")
+    axis.set(xlabel="epoch", ylabel="learning rate", title="learning rate (×0.1 on plateau)")
+    written.append(_save(figure, run_dir / "lr.png"))
+    return written
+
+
+def _save(figure: plt.Figure, path: Path) -> Path:
+    figure.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(tmp, dpi=110)
+    plt.close(figure)
+    tmp.replace(path)
+    return path
