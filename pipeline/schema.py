@@ -58,6 +58,7 @@ class SampleMeta:
     source: str  # path relative to the ingest source folder
     label: str | None  # first folder level under the source, or None
     duration_s: float  # duration of the stored 25 fps video: frames / 25
+    source_start_s: float  # source timestamp shown by stored frame 0 (time 0 of video and features)
     frames: int  # frames in the stored video
     fps: float  # frame rate of the source video (average)
     width: int  # source width, after rotation
