@@ -27,3 +27,38 @@ def run_cli(module: str, *args: str, timeout: float = 600, env: dict[str, str] |
     """Run ``python -m <module> args`` and return the finished process (output captured as text)."""
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout,
                           cwd=REPO, env={**os.environ, "CI": "true", **(env or {})})
+
+
+def cut_clips(real_clips: Path, out: Path, seconds: float = 4.0, per_file: int = 3) -> list[Path]:
+    """Short stream-copied cuts of the real clips that have audio and are long enough (distinct files/keys)."""
+    import av
+
+    out.mkdir(parents=True, exist_ok=True)
+    made = []
+    for source in sorted(real_clips.iterdir()):
+        try:
+            with av.open(str(source)) as container:
+                has_both = container.streams.audio and container.streams.video
+                duration = (container.duration or 0) / 1e6
+        except av.FFmpegError:
+            continue
+        if not has_both or duration < seconds * per_file + 1 or source.name.startswith("imageio_cockatoo"):
+            continue
+        for index in range(per_file):
+            target = out / f"{source.stem}_cut{index}.mp4"
+            subprocess.run(["ffmpeg", "-v", "error", "-y", "-ss", str(index * seconds), "-i", str(source), "-t",
+                            str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(target)],
+                           check=True)
+            made.append(target)
+    return made
+
+
+@pytest.fixture(scope="session")
+def train_shards(real_clips: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Shards ingested from 4-s cuts of the real clips: ``<root>/shards`` and ``<root>/manifests``."""
+    root = tmp_path_factory.mktemp("train_data")
+    cut_clips(real_clips, root / "clips")
+    result = run_cli("pipeline.cli", "--src", str(root / "clips"), "--out", str(root / "shards"), "--workers", "2",
+                     "--engine", "processes", "--shard-size", "2", "--val-fraction", "0.25")
+    assert result.returncode == 0, result.stderr
+    return root

@@ -57,6 +57,8 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cuda or cpu")
     p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--audit", action="store_true",
+                   help="write audit-rank<r>.jsonl per epoch: sample keys read and a weight checksum")
     p.add_argument("--plain", action="store_true", default=None, help="plain progress lines instead of a bar")
     a = p.parse_args(argv)
     try:
@@ -70,7 +72,7 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
             crop_size=a.crop_size, audio_context_s=a.audio_context, shuffle_buffer=a.shuffle_buffer,
             workers=a.workers, epoch_size=a.epoch_size, val_clips=a.val_clips, ckpt_every=a.ckpt_every,
             resume=a.resume, compile=a.compile, seed=a.seed, device=a.device, log_every=a.log_every,
-            plain_progress=a.plain)
+            plain_progress=a.plain, audit=a.audit)
     except ValueError as error:
         p.error(str(error))
         raise

@@ -50,6 +50,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     log_every: int = 10
+    audit: bool = False  # write audit-rank<r>.jsonl: keys read and a weight checksum per epoch
     plain_progress: bool | None = None
 
     def __post_init__(self) -> None:

@@ -148,6 +148,7 @@ def _train(cfg: TrainConfig, runtime: distributed.Runtime, console: Console, dev
         loss_total = torch.zeros((), device=device)
         window_loss = torch.zeros((), device=device)
         window_clips, window_started = 0, time.perf_counter()
+        seen_keys: list[str] = []
         with StepProgress(f"epoch {epoch + 1}/{cfg.epochs}", steps_cap, console,
                           enabled=runtime.is_main, plain=cfg.plain_progress) as bar:
             while steps_cap is None or state.step_in_epoch < steps_cap:
@@ -173,6 +174,8 @@ def _train(cfg: TrainConfig, runtime: distributed.Runtime, console: Console, dev
                 loss_total += loss.detach()
                 window_loss += loss.detach()
                 window_clips += len(batch.keys)
+                if cfg.audit:
+                    seen_keys.extend(batch.keys)
                 if state.global_step % cfg.log_every == 0:
                     elapsed = time.perf_counter() - window_started
                     step_loss = float(window_loss) / cfg.log_every  # one host sync per log interval
@@ -200,6 +203,8 @@ def _train(cfg: TrainConfig, runtime: distributed.Runtime, console: Console, dev
         last_epoch = {"epoch": epoch, "step": state.global_step, "stage": curriculum.stage_at(epoch),
                       "mix": curriculum.mix_at(epoch).__dict__, "train_loss": train_loss,
                       "lr": optimizer.param_groups[0]["lr"], "objective": cfg.objective, **results}
+        if cfg.audit:
+            _write_audit(cfg.out, runtime.rank, epoch, state, seen_keys, model)
         state = Progress(epoch=epoch + 1, global_step=state.global_step)
         _checkpoint(ckpt_dir, model, optimizer, scheduler, state, torch.zeros(()), generator, runtime, cfg,
                     epoch_end=epoch + 1)
@@ -239,6 +244,17 @@ def _gather_rng(generator: torch.Generator, runtime: distributed.Runtime) -> lis
     everyone: list[Any] = [None] * runtime.world_size
     torch.distributed.all_gather_object(everyone, mine)
     return everyone
+
+
+def _write_audit(run_dir: Path, rank: int, epoch: int, state: Progress, keys: list[str], model: nn.Module) -> None:
+    """Per-rank record of an epoch: steps, the sample keys read (since this process started it) and a
+    checksum of the weights, to check DDP splits and weight agreement across ranks."""
+    with torch.no_grad():
+        flat = torch.cat([p.detach().double().flatten().cpu() for p in model.parameters()])
+    record = {"epoch": epoch, "rank": rank, "steps": state.step_in_epoch, "global_step": state.global_step,
+              "keys": keys, "weights_sum": float(flat.sum()), "weights_abs_sum": float(flat.abs().sum())}
+    with (run_dir / f"audit-rank{rank}.jsonl").open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
 
 
 def _distance_gap(video_emb: torch.Tensor, audio_emb: torch.Tensor, label: torch.Tensor) -> dict[str, float]:
