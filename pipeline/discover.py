@@ -30,7 +30,7 @@ class VideoItem:
     relpath: str  # relative to the source folder, POSIX separators
     label: str | None
     split: str
-    in_stats_subset: bool
+    stats_rank: int | None  # place in the seeded order of training videos for the stats subset; None for val
 
 
 @dataclass(frozen=True)
@@ -77,18 +77,20 @@ def split_of(key: str, val_fraction: float) -> str:
     return VAL if bucket < val_fraction else TRAIN
 
 
-def stats_subset(train_keys: list[str], fraction: float, seed: int) -> set[str]:
-    """A seeded random ``fraction`` of the training keys (at least one) used for normalization stats."""
-    if not train_keys:
-        return set()
+def stats_order(train_keys: list[str], seed: int) -> dict[str, int]:
+    """A seeded random order of the training keys: the stats subset is the first ``fraction`` of the
+    training videos *that were ingested*, in this order (so failed videos never leave it empty)."""
     ordered = sorted(train_keys)
-    count = max(1, round(fraction * len(ordered)))
-    chosen = np.random.default_rng(seed).choice(len(ordered), size=count, replace=False)
-    return {ordered[i] for i in chosen}
+    permutation = np.random.default_rng(seed).permutation(len(ordered))
+    return {ordered[index]: rank for rank, index in enumerate(permutation)}
 
 
-def plan_shards(src: Path, files: list[Path], shard_size: int, val_fraction: float,
-                stats_fraction: float, seed: int) -> list[ShardJob]:
+def stats_subset_size(ingested_train_videos: int, fraction: float) -> int:
+    """How many ingested training videos the normalization statistics use (at least one, if any)."""
+    return min(ingested_train_videos, max(1, round(fraction * ingested_train_videos)))
+
+
+def plan_shards(src: Path, files: list[Path], shard_size: int, val_fraction: float, seed: int) -> list[ShardJob]:
     """Assign every file to a shard: train and val separately, in key order, ``shard_size`` per shard."""
     entries = []
     for path in files:
@@ -98,8 +100,8 @@ def plan_shards(src: Path, files: list[Path], shard_size: int, val_fraction: flo
     duplicates = [key for key, count in Counter(entry[0] for entry in entries).items() if count > 1]
     if duplicates:
         raise ValueError(f"key collision for {sorted(duplicates)}; rename the files")
-    subset = stats_subset([e[0] for e in entries if e[4] == TRAIN], stats_fraction, seed)
-    items = sorted((VideoItem(key, path, rel, label, split, key in subset)
+    order = stats_order([e[0] for e in entries if e[4] == TRAIN], seed)
+    items = sorted((VideoItem(key, path, rel, label, split, order.get(key))
                     for key, path, rel, label, split in entries), key=lambda item: item.key)
     jobs: list[ShardJob] = []
     for split in (TRAIN, VAL):

@@ -6,14 +6,14 @@ import json
 import shutil
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
 
 from pipeline.config import IngestConfig
-from pipeline.discover import ShardJob, find_files, plan_shards
+from pipeline.discover import ShardJob, find_files, plan_shards, stats_subset_size
 from pipeline.distributor import run_jobs
 from pipeline.manifest import FAILED, OK, ShardPart, VideoRow, part_path, read_part, write_tables
 from pipeline.progress import CountProgress
@@ -56,8 +56,7 @@ def run_ingest(config: IngestConfig, console: Console | None = None) -> IngestSu
     files = find_files(config.src)
     if not files:
         raise IngestError(f"no files found under {config.src}")
-    jobs = plan_shards(config.src, files, config.shard_size, config.val_fraction, config.stats_fraction,
-                       config.seed)
+    jobs = plan_shards(config.src, files, config.shard_size, config.val_fraction, config.seed)
     prepare_output(config, jobs)
     finished = {job.name: part for job in jobs if (part := completed_part(config, job)) is not None}
     todo = [job for job in jobs if job.name not in finished]
@@ -75,16 +74,24 @@ def run_ingest(config: IngestConfig, console: Console | None = None) -> IngestSu
                 failed_rows.extend(rows_for_failed_shard(job, outcome))
                 bar.advance(len(job.items), len(job.items))
     parts.sort(key=lambda part: part.record.shard)
+    subset = choose_stats_subset(parts, config.stats_fraction)
+    for part in parts:
+        part.videos = [replace(row, in_stats_subset=row.key in subset) for row in part.videos]
     videos, shards = write_tables(config.manifest_dir, parts, failed_rows)
     summary = summarize(videos, shards, len(finished), failed_shards, time.monotonic() - started)
     if summary.ok == 0:
         raise IngestError(f"nothing was ingested from {len(files)} files; see the reasons in "
                           f"{config.manifest_dir / 'videos.parquet'}: {summary.failed_by_reason}")
-    subset_ok = int(((videos.status == OK) & videos.in_stats_subset).sum())
-    if subset_ok:
-        write_stats(config.manifest_dir / "stats.json", combine(parts, subset_ok, config.stats_fraction,
-                                                                config.seed))
+    if subset:
+        write_stats(config.manifest_dir / "stats.json", combine(parts, subset, config.stats_fraction, config.seed))
     return summary
+
+
+def choose_stats_subset(parts: list[ShardPart], fraction: float) -> set[str]:
+    """The first ``fraction`` of the ingested training videos in the seeded stats order."""
+    ranked = sorted((row.stats_rank, row.key) for part in parts for row in part.videos
+                    if row.status == OK and row.stats_rank is not None)
+    return {key for _, key in ranked[:stats_subset_size(len(ranked), fraction)]}
 
 
 def prepare_output(config: IngestConfig, jobs: list[ShardJob]) -> None:
@@ -92,7 +99,7 @@ def prepare_output(config: IngestConfig, jobs: list[ShardJob]) -> None:
     settings = {"schema_version": SCHEMA_VERSION, **config.content_settings()}
     settings_path = config.manifest_dir / SETTINGS_FILE
     if config.overwrite:
-        for path in list(config.out.glob("*.tar")) + list(config.out.glob("val-*.tar")):
+        for path in config.out.glob("*.tar"):  # train and val-* shards alike (listing both twice broke this)
             path.unlink()
         shutil.rmtree(config.manifest_dir / "parts", ignore_errors=True)
         settings_path.unlink(missing_ok=True)
@@ -105,7 +112,8 @@ def prepare_output(config: IngestConfig, jobs: list[ShardJob]) -> None:
     config.out.mkdir(parents=True, exist_ok=True)
     (config.manifest_dir / "parts").mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(settings_path, json.dumps(settings, indent=2).encode("utf-8"))
-    remove_partials(config.out)
+    for folder in (config.out, config.manifest_dir, config.manifest_dir / "parts"):
+        remove_partials(folder)
     planned = {job.name for job in jobs}
     for path in config.out.glob("*.tar"):
         if path.name not in planned:  # from an earlier run over a larger input
@@ -129,7 +137,7 @@ def rows_for_failed_shard(job: ShardJob, error: BaseException) -> list[VideoRow]
     return [VideoRow(key=item.key, path=item.relpath, label=item.label, split=item.split, status=FAILED,
                      reason=reason, duration_s=None, fps=None, width=None, height=None, has_audio=None,
                      audio_sample_rate=None, audio_channels=None, shard=None,
-                     in_stats_subset=item.in_stats_subset, source_bytes=item.path.stat().st_size)
+                     in_stats_subset=False, source_bytes=item.path.stat().st_size, stats_rank=item.stats_rank)
             for item in job.items]
 
 

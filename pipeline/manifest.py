@@ -36,9 +36,10 @@ class VideoRow:
     audio_sample_rate: int | None
     audio_channels: int | None
     shard: str | None
-    in_stats_subset: bool
+    in_stats_subset: bool  # decided when the run ends (see pipeline.discover.stats_order)
     source_bytes: int
     decode_errors: int = 0
+    stats_rank: int | None = None
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,8 @@ class ShardPart:
 
     record: ShardRecord
     videos: list[VideoRow]
-    fbank_sum: list[float] = field(default_factory=list)  # over the stats subset of this shard
-    fbank_sumsq: list[float] = field(default_factory=list)
-    fbank_frames: int = 0
+    # per ingested training video: [per-filter sums, per-filter sums of squares, frames]
+    moments: dict[str, tuple[list[float], list[float], int]] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         """Serialize for the part file."""
@@ -71,7 +71,7 @@ class ShardPart:
         """Parse a part file."""
         raw = json.loads(data)
         return cls(record=ShardRecord(**raw["record"]), videos=[VideoRow(**row) for row in raw["videos"]],
-                   fbank_sum=raw["fbank_sum"], fbank_sumsq=raw["fbank_sumsq"], fbank_frames=raw["fbank_frames"])
+                   moments={key: tuple(value) for key, value in raw["moments"].items()})
 
 
 def part_path(manifest_dir: Path, shard: str) -> Path:

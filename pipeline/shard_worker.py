@@ -6,12 +6,9 @@ row and never fails its shard; the shard appears under its final name only when 
 
 from __future__ import annotations
 
-import numpy as np
-
 from pipeline.config import IngestConfig
 from pipeline.discover import ShardJob, VideoItem
 from pipeline.manifest import FAILED, OK, ShardPart, ShardRecord, VideoRow, write_part
-from pipeline.schema import FBANK_FILTERS
 from pipeline.transcode import MediaError, SourceInfo, Transcoded, fbank_moments, transcode
 from pipeline.writer import ShardWriter, sha256_of
 
@@ -21,9 +18,9 @@ def _row(item: VideoItem, info: SourceInfo, status: str, reason: str | None, sha
     return VideoRow(key=item.key, path=item.relpath, label=item.label, split=item.split, status=status,
                     reason=reason, duration_s=duration_s, fps=info.fps, width=info.width, height=info.height,
                     has_audio=info.has_audio, audio_sample_rate=info.audio_sample_rate,
-                    audio_channels=info.audio_channels, shard=shard, in_stats_subset=item.in_stats_subset,
+                    audio_channels=info.audio_channels, shard=shard, in_stats_subset=False,
                     source_bytes=item.path.stat().st_size if item.path.exists() else 0,
-                    decode_errors=decode_errors)
+                    decode_errors=decode_errors, stats_rank=item.stats_rank)
 
 
 def _transcode_or_failure(item: VideoItem, config: IngestConfig) -> Transcoded | MediaError:
@@ -39,9 +36,7 @@ def ingest_shard(job: ShardJob, config: IngestConfig) -> ShardPart:
     """Process every video of ``job`` into ``config.out/job.name`` and record the part file."""
     target = config.out / job.name
     rows: list[VideoRow] = []
-    total = np.zeros(FBANK_FILTERS)
-    total_sq = np.zeros(FBANK_FILTERS)
-    frames = 0
+    moments: dict[str, tuple[list[float], list[float], int]] = {}
     with ShardWriter(target) as writer:
         for item in job.items:
             result = _transcode_or_failure(item, config)
@@ -51,15 +46,13 @@ def ingest_shard(job: ShardJob, config: IngestConfig) -> ShardPart:
             writer.write(result.sample)
             rows.append(_row(item, result.source, OK, None, job.name, result.sample.meta.duration_s,
                              result.decode_errors))
-            if item.in_stats_subset:
+            if item.stats_rank is not None:
                 video_sum, video_sumsq, video_frames = fbank_moments(result.sample.fbank)
-                total += video_sum
-                total_sq += video_sumsq
-                frames += video_frames
+                moments[item.key] = (video_sum.tolist(), video_sumsq.tolist(), video_frames)
         writer.close()
         record = ShardRecord(job.name, job.split, writer.samples, writer.partial.stat().st_size,
                              sha256_of(writer.partial))
-        part = ShardPart(record, rows, total.tolist(), total_sq.tolist(), frames)
+        part = ShardPart(record, rows, moments)
         write_part(config.manifest_dir, part)
         writer.commit()
     return part

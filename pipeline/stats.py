@@ -29,14 +29,15 @@ class FeatureStats:
         return cls(**json.loads(path.read_text()))
 
 
-def combine(parts: list[ShardPart], videos: int, fraction: float, seed: int) -> FeatureStats:
-    """Merge the per-shard sums into mean and (population) standard deviation per filter."""
-    with_frames = [part for part in parts if part.fbank_frames]
-    if not with_frames:
-        raise ValueError("no feature frames in the stats subset: nothing was ingested from it")
-    total = np.sum([part.fbank_sum for part in with_frames], axis=0)
-    total_sq = np.sum([part.fbank_sumsq for part in with_frames], axis=0)
-    frames = sum(part.fbank_frames for part in with_frames)
+def combine(parts: list[ShardPart], keys: set[str], fraction: float, seed: int) -> FeatureStats:
+    """Merge the per-video sums of the chosen ``keys`` into mean and (population) std per filter."""
+    moments = [part.moments[key] for part in parts for key in part.moments if key in keys]
+    if not moments:
+        raise ValueError("no ingested video in the stats subset")
+    total = np.sum([m[0] for m in moments], axis=0)
+    total_sq = np.sum([m[1] for m in moments], axis=0)
+    frames = sum(m[2] for m in moments)
+    videos = len(moments)
     mean = total / frames
     std = np.sqrt(np.maximum(total_sq / frames - mean**2, 0.0))
     return FeatureStats(mean=mean.tolist(), std=std.tolist(), frames=frames, videos=videos,

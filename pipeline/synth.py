@@ -1,10 +1,11 @@
 """Synthetic audio-visual data whose only audio-video link is timing.
 
 Each generated MP4 (H.264 + AAC) shows a disc on a plain background and plays a quiet noise floor. At random,
-irregular event times the disc jumps to a new position and flashes, and at exactly the same times a tone burst
-sounds. Colours and pitch are drawn independently per video, so nothing but the timing of the events ties the
-two streams together: a model can only tell a synchronized clip from a shifted one by learning when things
-happen. The event onset times are stored as JSON in the container's ``comment`` metadata.
+irregular event times the disc jumps to a new position and flashes (to the background's complementary colour),
+and at exactly the same times a tone burst sounds. Colours and pitch are drawn independently per video, so
+nothing but the timing of the events ties the two streams together: a model can only tell a synchronized clip
+from a shifted one by learning when things happen. The event onset times are stored as JSON in the container's
+``comment`` metadata.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ PIXEL_NOISE = 3.0
 DISC_RADIUS = 0.15  # fraction of the frame size
 MIN_CONTRAST = 120  # L1 distance between RGB colours that must stay visible
 AUDIO_BIT_RATE = 64_000
+# BT.601 limited-range RGB to Y, Cb, Cr weights, scaled by 256 (as in the classic integer formula).
+_LUMA = np.array([66, 129, 25], np.int32)
+_CB = np.array([-38, -74, 112], np.int32)
+_CR = np.array([112, -94, -18], np.int32)
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,16 @@ class SynthConfig:
     min_gap_s: float = 0.25
     max_gap_s: float = 0.7
     event_s: float = 0.12
+
+    def __post_init__(self) -> None:
+        if self.videos < 0 or self.workers < 1:
+            raise ValueError("need videos >= 0 and workers >= 1")
+        if self.size < 16 or self.size % 4:
+            raise ValueError(f"size must be a multiple of 4 and at least 16, not {self.size}")
+        if not 0 < self.event_s < self.min_gap_s <= self.max_gap_s:
+            raise ValueError("need 0 < event_s < min_gap_s <= max_gap_s, so that events do not overlap")
+        if self.duration_s <= 0 or self.fps <= 0 or self.sample_rate <= 0:
+            raise ValueError("duration_s, fps and sample_rate must be positive")
 
 
 @dataclass(frozen=True)
@@ -68,16 +83,19 @@ def video_path(out: Path, index: int) -> Path:
 
 
 def draw_events(rng: np.random.Generator, config: SynthConfig) -> list[float]:
-    """Onset times in seconds: the first in ``[0, max_gap_s)``, then gaps uniform in ``[min_gap_s, max_gap_s]``.
+    """Onset times in seconds, each ``min_gap_s`` to ``max_gap_s`` (uniform) after the previous one.
 
-    Every event ends before the video does. Times are rounded to 0.1 ms so the stored values are the ones used.
+    The first follows the start of the video the same way, so no event is cut off at the start and none sits in
+    the very first frame, where it could not show as a change. Every event ends before the video does. Times are
+    rounded to 0.1 ms so that the stored values are exactly the ones rendered.
     """
     events: list[float] = []
-    t = rng.uniform(0.0, config.max_gap_s)
-    while t + config.event_s <= config.duration_s:
-        events.append(round(t, 4))
-        t = events[-1] + rng.uniform(config.min_gap_s, config.max_gap_s)
-    return events
+    t = 0.0
+    while True:
+        t = round(t + rng.uniform(config.min_gap_s, config.max_gap_s), 4)
+        if t + config.event_s > config.duration_s:
+            return events
+        events.append(t)
 
 
 def _contrasting_colour(rng: np.random.Generator, *others: np.ndarray) -> np.ndarray:
@@ -89,6 +107,7 @@ def _contrasting_colour(rng: np.random.Generator, *others: np.ndarray) -> np.nda
 
 
 def _draw_scene(config: SynthConfig, index: int) -> _Scene:
+    """Draw events, colours, disc positions and pitch of video ``index``, from ``(seed, index)`` alone."""
     rng = np.random.default_rng([config.seed, index])
     events = draw_events(rng, config)
     background = rng.integers(0, 256, 3).astype(np.uint8)
@@ -117,9 +136,9 @@ def _render_audio(config: SynthConfig, scene: _Scene, rng: np.random.Generator) 
     audio = rng.normal(0.0, NOISE_AMPLITUDE, round(config.duration_s * sr))
     burst_t = np.arange(round(config.event_s * sr)) / sr
     envelope = np.clip(np.minimum(burst_t / ATTACK_S, (config.event_s - burst_t) / RELEASE_S), 0.0, 1.0)
+    burst = TONE_AMPLITUDE * envelope * np.sin(2 * math.pi * scene.tone_hz * burst_t)
     for start, end in _event_samples(config, scene.events):
-        phase = 2 * math.pi * scene.tone_hz * burst_t
-        audio[start:end] += TONE_AMPLITUDE * envelope * np.sin(phase)
+        audio[start:end] += burst
     return audio.astype(np.float32)
 
 
@@ -144,11 +163,27 @@ def _render_frames(config: SynthConfig, scene: _Scene, rng: np.random.Generator)
         disc = (xs - cx) ** 2 + (ys - cy) ** 2 <= radius**2
         frame = np.broadcast_to(scene.background, (config.size, config.size, 3)).astype(np.float32)
         frame[disc] = scene.flash if flashing else scene.colour
-        frame += rng.normal(0.0, PIXEL_NOISE, frame.shape)
+        frame += PIXEL_NOISE * rng.standard_normal(frame.shape, dtype=np.float32)
         yield np.clip(np.rint(frame), 0, 255).astype(np.uint8)
 
 
+def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """Convert an RGB uint8 frame (H, W, 3) to PyAV's planar yuv420p layout (3H/2, W), BT.601 limited range.
+
+    Integer arithmetic in numpy, because swscale's conversion (like a float matrix product) can round differently
+    from call to call within a process, and the output must depend only on the seed. H and W must be multiples
+    of 4. Chroma is computed from the sum of each 2x2 block.
+    """
+    height, width, _ = rgb.shape
+    pixels = rgb.astype(np.int32)
+    luma = ((pixels @ _LUMA + 128) >> 8) + 16
+    blocks = pixels[0::2, 0::2] + pixels[0::2, 1::2] + pixels[1::2, 0::2] + pixels[1::2, 1::2]
+    cb, cr = (((blocks @ weights + 512) >> 10) + 128 for weights in (_CB, _CR))
+    return np.concatenate([luma.ravel(), cb.ravel(), cr.ravel()]).astype(np.uint8).reshape(height * 3 // 2, width)
+
+
 def _metadata(config: SynthConfig, index: int, scene: _Scene) -> str:
+    """The JSON stored in the container's ``comment`` tag."""
     return json.dumps(
         {
             METADATA_KEY: METADATA_VERSION,
@@ -173,12 +208,22 @@ def _encode(path: Path, config: SynthConfig, metadata: str, frames: Iterator[np.
         video = container.add_stream("libx264", rate=config.fps)
         video.width = video.height = config.size
         video.pix_fmt = "yuv420p"
-        # One thread keeps the bitstream independent of the machine; a 1-second GOP matches the shard format.
-        video.options = {"preset": "veryfast", "crf": "20", "g": str(config.fps), "threads": "1"}
+        # A key frame every second, as in the shards. Repeatable output: one thread keeps the bitstream independent
+        # of the machine, and x264's macroblock tree (with B-frames, at small sizes) does not always encode the
+        # same input to the same bits within one process.
+        video.options = {
+            "preset": "veryfast",
+            "crf": "23",
+            "g": str(config.fps),
+            "threads": "1",
+            "x264-params": "mbtree=0",
+        }
         sound = container.add_stream("aac", rate=config.sample_rate, layout="mono")
         sound.bit_rate = AUDIO_BIT_RATE
-        for frame in frames:
-            container.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        for index, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(rgb), format="yuv420p")
+            frame.pts = index
+            container.mux(video.encode(frame))
         container.mux(video.encode())
         step = sound.codec_context.frame_size
         for start in range(0, len(audio), step):

@@ -18,8 +18,8 @@ from pipeline.synth import SynthConfig, generate
 PLAIN_REPORT_EVERY_S = 5.0
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse the command line."""
+def parse_args(argv: list[str] | None = None) -> SynthConfig:
+    """Parse the command line into a generator configuration."""
     parser = argparse.ArgumentParser(
         prog="avts-synth",
         description="Generate MP4 videos (H.264 + AAC) in which a visual and a sound event happen together at random "
@@ -32,13 +32,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=SynthConfig.seed, help="random seed")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel processes")
     args = parser.parse_args(argv)
-    if args.videos < 0 or args.duration <= 0 or args.size < 16 or args.workers < 1:
-        parser.error("need --videos >= 0, --duration > 0, --size >= 16 and --workers >= 1")
-    return args
+    try:
+        return SynthConfig(
+            out=args.out,
+            videos=args.videos,
+            duration_s=args.duration,
+            size=args.size,
+            seed=args.seed,
+            workers=args.workers,
+        )
+    except ValueError as error:
+        parser.error(str(error))
 
 
 @contextmanager
 def _rich_progress(console: Console, total: int) -> Iterator[Callable[[int], None]]:
+    """A live progress bar, for a terminal."""
     columns = (
         TextColumn("generating"),
         BarColumn(),
@@ -53,6 +62,7 @@ def _rich_progress(console: Console, total: int) -> Iterator[Callable[[int], Non
 
 @contextmanager
 def _plain_progress(console: Console, total: int) -> Iterator[Callable[[int], None]]:
+    """A line every few seconds and one at the end, for logs."""
     start = last = time.monotonic()
 
     def report(done: int) -> None:
@@ -67,16 +77,8 @@ def _plain_progress(console: Console, total: int) -> Iterator[Callable[[int], No
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``avts-synth``; returns the exit status."""
-    args = parse_args(argv)
-    config = SynthConfig(
-        out=args.out,
-        videos=args.videos,
-        duration_s=args.duration,
-        size=args.size,
-        seed=args.seed,
-        workers=args.workers,
-    )
-    console = Console()
+    config = parse_args(argv)
+    console = Console(soft_wrap=True)
     progress = _rich_progress if sys.stdout.isatty() else _plain_progress
     start = time.monotonic()
     with progress(console, config.videos) as report:

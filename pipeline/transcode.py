@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import av
 import numpy as np
@@ -15,6 +15,7 @@ from pipeline.video import VideoResampler
 
 SILENCE_DBFS = -70.0
 MAX_DECODE_ERRORS = 50
+TEXT_FORMATS = {"tty"}  # ffmpeg opens .txt/.nfo/... text as an ANSI-art "video"; not a media file
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,13 @@ def open_media(item: VideoItem) -> av.container.InputContainer:
     if item.path.stat().st_size == 0:
         raise MediaError("empty file")
     try:
-        return av.open(str(item.path), "r")
+        container = av.open(str(item.path), "r")
     except av.FFmpegError as error:
         raise MediaError("not a media file", str(error)) from error
+    if container.format.name in TEXT_FORMATS:
+        container.close()
+        raise MediaError("not a media file", f"text ({container.format.name} demuxer)")
+    return container
 
 
 def source_info(container: av.container.InputContainer) -> SourceInfo:
@@ -114,12 +119,12 @@ def _transcode_open(item: VideoItem, config: IngestConfig, container: av.contain
     if config.mp3:
         aligned = mp3_round_trip(aligned, config.mp3_bitrate)
     fbank = log_filterbank(aligned).astype(FBANK_DTYPE)
-    rotated = round(video.rotation) % 180 != 0
-    width, height = (info.height, info.width) if rotated else (info.width, info.height)
+    if round(video.rotation) % 180 != 0:  # report the displayed size, as the stored video shows it
+        info = replace(info, width=info.height, height=info.width)
     meta = SampleMeta(
         key=item.key, source=item.relpath, label=item.label,
         duration_s=encoded.frames / VIDEO_FPS, source_start_s=encoded.start_s, frames=encoded.frames, fps=info.fps or 0.0,
-        width=width or 0, height=height or 0, stored_width=encoded.width, stored_height=encoded.height,
+        width=info.width or 0, height=info.height or 0, stored_width=encoded.width, stored_height=encoded.height,
         audio_sample_rate=info.audio_sample_rate or 0, audio_channels=info.audio_channels or 0,
         audio_pad_s=padded / AUDIO_SAMPLE_RATE, mp3=config.mp3,
     )

@@ -123,6 +123,8 @@ class VideoResampler:
         stream.options = {
             "preset": self._preset,
             "crf": str(self._crf),
-            "x264-params": f"keyint={GOP_FRAMES}:min-keyint={GOP_FRAMES}:scenecut=0:open-gop=0",
+            # mbtree=0: x264's macroblock tree (core 165, as bundled with PyAV) reads uninitialized memory, so
+            # the same frames encoded twice could give different bytes; shards must be reproducible.
+            "x264-params": f"keyint={GOP_FRAMES}:scenecut=0:open-gop=0:mbtree=0",
         }
         self._stream = stream

@@ -92,9 +92,12 @@ def test_features_equal_python_speech_features_on_the_same_audio(ingested: Path,
 def test_stats_match_a_direct_recomputation_over_the_chosen_subset(ingested: Path) -> None:
     videos = pd.read_parquet(ingested / "manifests" / "videos.parquet")
     stats = json.loads((ingested / "manifests" / "stats.json").read_text())
-    train_keys = videos[videos.split == "train"].key
+    ingested_train = videos[(videos.split == "train") & (videos.status == "ok")]
     chosen = set(videos[videos.in_stats_subset].key)
-    assert len(chosen) == max(1, round(0.2 * len(train_keys)))
+    assert chosen <= set(ingested_train.key)
+    assert len(chosen) == max(1, round(0.2 * len(ingested_train)))
+    ranks = ingested_train.set_index("key").stats_rank
+    assert max(ranks[list(chosen)]) < min(ranks.drop(list(chosen)), default=10**9)  # the first in seeded order
     used = [s for s in samples(ingested) if s.key in chosen]
     assert used and stats["videos"] == len(used)
     frames = np.concatenate([s.fbank.astype(np.float64) for s in used])

@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     p.add_argument("--width", type=int, default=64, help="video subnet base width (64 = mc3_18 size)")
     p.add_argument("--audio-width", type=int, default=64, help="audio subnet base width")
     p.add_argument("--embed-dim", type=int, default=128)
+    p.add_argument("--video-time-bins", type=int, default=1,
+                   help="time bins kept by the video subnet's final pooling (1 = global, as MC3)")
     p.add_argument("--embedding-norm", choices=["l2", "none"], default="l2",
                    help="L2-normalize embeddings so the margin has a fixed scale (default l2)")
     p.add_argument("--crop-size", type=int, default=112)
@@ -68,7 +70,7 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
             plateau_patience=a.plateau_patience, curriculum=a.curriculum, hard_gap_s=a.hard_gap,
             super_hard_offset_s=a.super_hard_offset, objective=a.objective, init_from=a.init_from,
             video_arch=a.arch, width=a.width, audio_width=a.audio_width, embed_dim=a.embed_dim,
-            embedding_norm=a.embedding_norm,
+            embedding_norm=a.embedding_norm, video_time_bins=a.video_time_bins,
             crop_size=a.crop_size, audio_context_s=a.audio_context, shuffle_buffer=a.shuffle_buffer,
             workers=a.workers, epoch_size=a.epoch_size, val_clips=a.val_clips, ckpt_every=a.ckpt_every,
             resume=a.resume, compile=a.compile, seed=a.seed, device=a.device, log_every=a.log_every,

@@ -34,6 +34,7 @@ class TrainConfig:
     width: int = 64
     audio_width: int = 64
     embed_dim: int = 128
+    video_time_bins: int = 1  # 1 = MC3's global pooling; more keeps timing in the video embedding
     embedding_norm: str = "l2"  # "l2" or "none"
     clip_frames: int = 25
     crop_size: int = 112

@@ -11,7 +11,6 @@ and :mod:`trainer.sampler` builds positives and negatives on the GPU.
 from __future__ import annotations
 
 import hashlib
-import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ from pipeline.schema import FBANK_FILTERS, FEATURE_RATE, FEATURES_PER_FRAME, dec
 from trainer.clip_decode import decode_clip, split_planes
 
 WINDOW = FEATURE_RATE  # feature frames in a 1-s audio window
+POSITION = "__position__"  # sample field: rank/worker/index in the worker's stream
 
 
 @dataclass
@@ -77,9 +77,15 @@ class LoaderSpec:
     pin_memory: bool = False
 
 
-def sample_rng(seed: int, epoch: int, key: str, index: int = 0) -> np.random.Generator:
-    """A generator that depends only on (seed, epoch, key, index): the same draws whichever worker or rank."""
-    digest = hashlib.blake2b(f"{seed}/{epoch}/{key}/{index}".encode(), digest_size=8).digest()
+def sample_rng(seed: int, epoch: int, key: str, position: str) -> np.random.Generator:
+    """A generator for one draw of one sample: fixed by (seed, epoch, key, stream position).
+
+    The position (rank, worker, index in that worker's stream) makes every occurrence of a video get fresh
+    clips, also when resampled shards bring it several times in an epoch (else the net could memorize the
+    repeated clip/audio pairs instead of learning synchronization); being a pure function of the stream,
+    it gives a resumed run the very same draws.
+    """
+    digest = hashlib.blake2b(f"{seed}/{epoch}/{key}/{position}".encode(), digest_size=8).digest()
     return np.random.default_rng(int.from_bytes(digest, "little"))
 
 
@@ -134,7 +140,7 @@ def to_examples(raw: dict, spec: LoaderSpec, epoch: int) -> Iterator[Example]:
     """Decode one shard sample into its example(s): one random clip (training) or evenly spaced clips."""
     sample = decode_sample(raw)
     frames = min(sample.meta.frames, len(sample.fbank) // FEATURES_PER_FRAME)
-    rng = sample_rng(spec.seed, epoch, sample.key) if spec.training else None
+    rng = sample_rng(spec.seed, epoch, sample.key, raw[POSITION]) if spec.training else None
     for start in clip_starts(frames, spec.clip_frames, spec.clips_per_video, rng):
         clip = decode_clip(sample.video, start, spec.clip_frames)
         y, u, v = square_crop(clip, rng)
@@ -158,12 +164,20 @@ def collate(examples: list[Example]) -> Batch:
     )
 
 
-def skip_consumed(skips: dict[int, int], batch_size: int) -> Callable[[Iterable[dict]], Iterator[dict]]:
-    """A stage that drops the samples each worker had already turned into consumed batches (resume)."""
+def number_and_skip(skips: dict[int, int], batch_size: int) -> Callable[[Iterable[dict]], Iterator[dict]]:
+    """A stage that tags each sample with its stream position and drops those a resumed run already used.
+
+    ``skips[worker]`` batches of this worker were consumed before the interruption, so its first
+    ``skips[worker] * batch_size`` samples are dropped here, before any decoding.
+    """
     def stage(source: Iterable[dict]) -> Iterator[dict]:
         info = get_worker_info()
         worker = info.id if info is not None else 0
-        return itertools.islice(source, skips.get(worker, 0) * batch_size, None)
+        rank = wds.utils.pytorch_worker_info()[0]
+        for index, sample in enumerate(source):
+            if index >= skips.get(worker, 0) * batch_size:
+                sample[POSITION] = f"{rank}/{worker}/{index}"
+                yield sample
     return stage
 
 
@@ -197,7 +211,7 @@ def build_pipeline(spec: LoaderSpec, epoch: int, skips: dict[int, int] | None = 
     if spec.training:
         stages.append(wds.detshuffle(spec.shuffle_buffer, min(100, spec.shuffle_buffer),
                                      seed=epoch_seed(spec.seed, epoch)))
-    stages += [skip_consumed(skips or {}, spec.batch_size), expand_examples(spec, epoch)]
+    stages += [number_and_skip(skips or {}, spec.batch_size), expand_examples(spec, epoch)]
     if not spec.training:  # spread the clips of one video over batches: easy negatives need other videos
         stages.append(wds.detshuffle(spec.shuffle_buffer, spec.shuffle_buffer, seed=spec.seed))
     stages.append(wds.batched(spec.batch_size, collation_fn=collate, partial=not spec.training))

@@ -95,7 +95,7 @@ def _train(cfg: TrainConfig, runtime: distributed.Runtime, console: Console, dev
 
     # ---- model, optimizer, schedule -------------------------------------------------------------------------
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    net = build_avts(cfg.video_arch, cfg.width, cfg.audio_width, cfg.embed_dim)
+    net = build_avts(cfg.video_arch, cfg.width, cfg.audio_width, cfg.embed_dim, cfg.video_time_bins)
     head = SyncHead(cfg.embed_dim) if cfg.objective == "ce" else None
     model = PairModel(net, head, normalize=cfg.embedding_norm == "l2").to(device)
     if on_gpu:

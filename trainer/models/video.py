@@ -65,8 +65,13 @@ class VideoNet(nn.Module):
         conv3  2 blocks x 2     1x3x3    1,2,2 *  2w  = 128    128 x 25 x 28 x 28
         conv4  2 blocks x 2     1x3x3    1,2,2 *  4w  = 256    256 x 25 x 14 x 14
         conv5  2 blocks x 2     1x3x3    1,2,2 *  8w  = 512    512 x 25 x  7 x  7
-        pool   AdaptiveAvgPool3d(1) + flatten                  512  (features)
-        fc     Linear(8w, embed_dim)                           128  (embedding)
+        pool   AdaptiveAvgPool3d((bins, 1, 1)) + flatten       512 * bins  (features)
+        fc     Linear(8w * bins, embed_dim)                    128  (embedding)
+
+    ``temporal_bins`` (default 1: global pooling, as in MC3) keeps that many time bins in the pooled
+    features. Global pooling makes the embedding nearly blind to *when* things happen inside the clip;
+    bins let it encode timing, which synchronization needs when appearance gives nothing away (the
+    ``avts-synth`` data, for instance). The audio subnet keeps 5 time bins (its pool6).
 
     ``*`` only the first conv of the group is strided; the other three convs
     have stride 1. Paddings are (1,3,3) for the stem, (1,1,1) for 3x3x3 and
@@ -83,16 +88,18 @@ class VideoNet(nn.Module):
 
     Attributes:
         mc: the x of MCx (first 2D group).
-        feature_dim: size of ``forward_features`` output (8 * width).
+        feature_dim: size of ``forward_features`` output (8 * width * temporal_bins).
         embed_dim: size of ``forward`` output.
     """
 
-    def __init__(self, mc: int = 3, width: int = 64, embed_dim: int = 128) -> None:
+    def __init__(self, mc: int = 3, width: int = 64, embed_dim: int = 128, temporal_bins: int = 1) -> None:
         super().__init__()
         if mc not in (2, 3, 4, 5):
             raise ValueError(f"mc must be one of 2, 3, 4, 5 (MC2..MC5), got {mc}")
+        if temporal_bins < 1:
+            raise ValueError(f"temporal_bins must be >= 1, got {temporal_bins}")
         self.mc = mc
-        self.feature_dim = 8 * width
+        self.feature_dim = 8 * width * temporal_bins
         self.embed_dim = embed_dim
 
         self.conv1 = _conv_bn_relu(3, width, (3, 7, 7), (1, 2, 2), (1, 3, 3))
@@ -100,7 +107,7 @@ class VideoNet(nn.Module):
         self.conv3 = self._make_group(3, width, 2 * width, spatial_stride=2)
         self.conv4 = self._make_group(4, 2 * width, 4 * width, spatial_stride=2)
         self.conv5 = self._make_group(5, 4 * width, 8 * width, spatial_stride=2)
-        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.pool = nn.AdaptiveAvgPool3d((temporal_bins, 1, 1))
         self.fc = nn.Linear(self.feature_dim, embed_dim)
         self._init_weights()
 
@@ -125,7 +132,7 @@ class VideoNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Globally pooled conv5 features, ``(B, 3, T, H, W) -> (B, 8 * width)``."""
+        """Pooled conv5 features, ``(B, 3, T, H, W) -> (B, 8 * width * temporal_bins)``."""
         x = self.conv1(x)
         x = self.conv2(x)
         x = self.conv3(x)

@@ -1,0 +1,187 @@
+"""avts-ingest reruns: resume after a SIGKILL, worker-count independence, and the settings guard.
+
+The corpus is 12 three-second cuts of the real clips (different keys, two class folders). A reference run
+goes uninterrupted; the other runs must reproduce its shards byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import av
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO, run_cli
+
+# (real clip, start times of the 3-second cuts taken from it)
+CUTS = {
+    "synchformer_lrs3_C8zY0oAdQrs_00018.mp4": [0.0, 3.5, 7.0, 10.5],
+    "synchformer_vggsound_3qesirWAGt4_20000_30000.mp4": [0.0, 3.5, 6.5],
+    "videofeatures_v_GGSY1Qvo990.mp4": [0.0, 5.0, 10.0],
+    "moviepy_resource_1.mp4": [2.0, 14.0],
+}
+CLIP_S = 3.0
+ARGS = ["--engine", "processes", "--shard-size", "2", "--val-fraction", "0.2"]
+SHARD_NAME = re.compile(r"^(val-)?\d{4}\.tar$")
+PARTIAL_NAME = re.compile(r"^\.(val-)?\d{4}\.tar\.tmp-[0-9a-f]+$")
+
+
+def ingest(src: Path, root: Path, *extra: str, workers: int = 1) -> subprocess.CompletedProcess:
+    return run_cli("pipeline.cli", "--src", str(src), "--out", str(root / "shards"), *ARGS,
+                   "--workers", str(workers), *extra, timeout=300)
+
+
+def command(src: Path, root: Path, workers: int = 1) -> list[str]:
+    return [sys.executable, "-m", "pipeline.cli", "--src", str(src), "--out", str(root / "shards"), *ARGS,
+            "--workers", str(workers)]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def shard_digests(root: Path) -> dict[str, str]:
+    return {path.name: sha256(path) for path in sorted((root / "shards").glob("*.tar"))}
+
+
+def table(root: Path, name: str) -> pd.DataFrame:
+    frame = pd.read_parquet(root / "manifests" / name)
+    sort_by = "key" if "key" in frame else "shard"
+    return frame.sort_values(sort_by).reset_index(drop=True)
+
+
+def oneline(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def corpus(real_clips: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    src = tmp_path_factory.mktemp("resume") / "src"
+    for clip, starts in CUTS.items():
+        folder = src / ("speech" if "lrs3" in clip else "scenes")
+        folder.mkdir(parents=True, exist_ok=True)
+        for start in starts:
+            subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-ss", str(start), "-t", str(CLIP_S),
+                            "-i", str(real_clips / clip), "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
+                            str(folder / f"{Path(clip).stem[:12]} at {start:g}s.mp4")], check=True,
+                           capture_output=True)
+    assert len(list(src.rglob("*.mp4"))) == 12
+    return src
+
+
+@pytest.fixture(scope="module")
+def reference(corpus: Path) -> Path:
+    """An uninterrupted run with one worker."""
+    root = corpus.parent / "reference"
+    result = ingest(corpus, root)
+    assert result.returncode == 0, result.stderr
+    videos = table(root, "videos.parquet")
+    assert len(videos) == 12 and (videos.status == "ok").all(), videos[["path", "reason"]]
+    assert set(videos.split) == {"train", "val"}  # both kinds of shard are exercised
+    assert len(shard_digests(root)) >= 6
+    return root
+
+
+def test_resume_after_sigkill_gives_the_same_shards_and_manifests(corpus: Path, reference: Path) -> None:
+    root = corpus.parent / "killed"
+    shards = root / "shards"
+    log = root.parent / "killed.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(command(corpus, root), cwd=REPO, env={**os.environ, "CI": "true"},
+                                   stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (shards.is_dir() and any(SHARD_NAME.match(p.name) for p in shards.iterdir())):
+            assert process.poll() is None, f"the run ended before it could be interrupted: {log.read_text()}"
+            assert time.monotonic() < deadline, "no shard appeared within 120 s"
+            time.sleep(0.005)
+        assert process.poll() is None, "the run finished before it could be interrupted"
+        os.killpg(process.pid, signal.SIGKILL)  # the CLI and its pool workers together
+        assert process.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    expected = shard_digests(reference)
+    assert not (root / "manifests" / "videos.parquet").exists()  # the run really did not finish
+    visible = [p for p in shards.iterdir() if not p.name.startswith(".")]
+    hidden = [p for p in shards.iterdir() if p.name.startswith(".")]
+    assert all(PARTIAL_NAME.match(p.name) for p in hidden), hidden
+    assert visible and all(SHARD_NAME.match(p.name) for p in visible), visible
+    assert len(visible) < len(expected)
+    for path in visible:  # whatever sits under a final name is complete: the same bytes as the reference
+        assert sha256(path) == expected[path.name], path.name
+    kept = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in visible}
+
+    result = ingest(corpus, root)
+    assert result.returncode == 0, result.stderr
+    assert f"({len(kept)} kept from an earlier run)" in oneline(result.stderr), result.stderr
+    for name, identity in kept.items():  # kept shards were not rewritten
+        stat = (shards / name).stat()
+        assert (stat.st_ino, stat.st_mtime_ns) == identity, name
+    assert sorted(p.name for p in shards.iterdir()) == sorted(expected)  # partial files cleaned up
+    assert shard_digests(root) == expected
+    pd.testing.assert_frame_equal(table(root, "videos.parquet"), table(reference, "videos.parquet"))
+    pd.testing.assert_frame_equal(table(root, "shards.parquet"), table(reference, "shards.parquet"))
+    assert json.loads((root / "manifests" / "stats.json").read_text()) == \
+        json.loads((reference / "manifests" / "stats.json").read_text())
+
+
+def test_two_workers_give_the_same_bytes_as_one(corpus: Path, reference: Path) -> None:
+    root = corpus.parent / "two_workers"
+    result = ingest(corpus, root, workers=2)
+    assert result.returncode == 0, result.stderr
+    assert shard_digests(root) == shard_digests(reference)
+    pd.testing.assert_frame_equal(pd.read_parquet(root / "manifests" / "shards.parquet"),
+                                  pd.read_parquet(reference / "manifests" / "shards.parquet"))
+    pd.testing.assert_frame_equal(table(root, "videos.parquet"), table(reference, "videos.parquet"))
+
+
+def stored_short_sides(root: Path) -> set[int]:
+    sides = set()
+    for path in (root / "shards").glob("*.tar"):
+        with tarfile.open(path) as tar:
+            for member in tar.getmembers():
+                if member.name.endswith(".mp4"):
+                    with av.open(io.BytesIO(tar.extractfile(member).read())) as container:
+                        stream = container.streams.video[0]
+                        sides.add(min(stream.width, stream.height))
+    return sides
+
+
+def test_other_settings_need_overwrite(corpus: Path, reference: Path) -> None:
+    root = corpus.parent / "guard"
+    shutil.copytree(reference, root)  # an output folder made with --short-side 128
+    before = shard_digests(root)
+    settings = (root / "manifests" / "ingest.json").read_text()
+
+    refused = ingest(corpus, root, "--short-side", "64")
+    message = oneline(refused.stderr)
+    assert refused.returncode != 0
+    assert "Traceback" not in refused.stderr
+    assert "--overwrite" in message and "short_side" in message, refused.stderr
+    assert shard_digests(root) == before  # nothing was touched
+    assert (root / "manifests" / "ingest.json").read_text() == settings
+
+    redone = ingest(corpus, root, "--short-side", "64", "--overwrite", workers=2)
+    assert redone.returncode == 0, redone.stderr
+    assert "(0 kept from an earlier run)" in oneline(redone.stderr)
+    assert json.loads((root / "manifests" / "ingest.json").read_text())["short_side"] == 64
+    assert stored_short_sides(root) == {64}
+    assert sorted(shard_digests(root)) == sorted(before)  # same plan, new contents
+    assert all(shard_digests(root)[name] != digest for name, digest in before.items())
+    videos = table(root, "videos.parquet")
+    assert len(videos) == 12 and (videos.status == "ok").all()
