@@ -312,6 +312,18 @@ def worker_import_s() -> float:
     return time.perf_counter() - started
 
 
+def replicate(clips: list[Path], count: int, folder: Path) -> list[Path]:
+    """``count`` inputs cycling through ``clips`` under distinct names (symlinks): same work, distinct keys."""
+    fresh_dir(folder)
+    made = []
+    for index in range(count):
+        clip = clips[index % len(clips)]
+        link = folder / f"r{index // len(clips):03d}_{clip.name}"
+        link.symlink_to(clip.resolve())
+        made.append(link)
+    return made
+
+
 def link_sources(clips: list[Path], folder: Path) -> Path:
     """A source folder holding exactly the benchmark clips (symlinks), for `run_ingest`."""
     fresh_dir(folder)
@@ -482,7 +494,9 @@ def write_section(results: Path, title: str, body: str) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", type=Path, required=True, help="scratch folder (inputs, outputs)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="scratch folder for inputs and outputs (required unless --make-inputs-only with "
+                             "--inputs)")
     parser.add_argument("--videos", type=int, default=16, help="number of clips (default 16)")
     parser.add_argument("--workers-list", default="1,2", help="worker counts, comma-separated (default 1,2)")
     parser.add_argument("--engine", choices=("processes", "ray"), default="processes",
@@ -491,7 +505,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="markdown file whose `## Ingest` section is written (default "
                              "benchmarks/RESULTS.md); pass '' to write none")
     parser.add_argument("--section", default="Ingest", help="section title in the results file (default Ingest)")
-    parser.add_argument("--inputs", type=Path, default=None,
+    parser.add_argument("--inputs", "--inputs-dir", dest="inputs", type=Path, default=None,
                         help="folder of ready clips (the first --videos, sorted by name, are used); "
                              "default WORKDIR/inputs, made with the ffmpeg CLI")
     parser.add_argument("--make-inputs-only", action="store_true",
@@ -501,6 +515,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--shard-size", type=int, default=None,
                         help="videos per shard (default: videos / (4 × max workers), at least 1, so every "
                              "worker gets several tasks)")
+    parser.add_argument("--no-diagnostics", action="store_true",
+                        help="skip the diagnostic runs (in-process transcode loop, worker import time)")
     parser.add_argument("--repeats", type=int, default=1, help="time each run this many times, keep the best")
     args = parser.parse_args(argv)
     try:
@@ -509,6 +525,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--workers-list must be comma-separated integers, e.g. 1,2,4")
     if not args.workers or min(args.workers) < 1:
         parser.error("--workers-list needs worker counts ≥ 1")
+    if args.workdir is None and not (args.make_inputs_only and args.inputs is not None):
+        parser.error("--workdir is required (except for --make-inputs-only with --inputs DIR)")
     if args.videos < 1 or args.repeats < 1:
         parser.error("--videos and --repeats must be ≥ 1")
     return args
@@ -516,14 +534,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    workdir = args.workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    inputs_dir = (args.inputs or workdir / "inputs").resolve()
+    inputs_dir = (args.inputs or args.workdir / "inputs").resolve()
     have_cli = shutil.which("ffmpeg") is not None
-
     if args.make_inputs_only:
         make_inputs(inputs_dir, args.videos, args.sources)
         return 0
+    workdir = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
     clips = existing_clips(inputs_dir)
     if len(clips) < args.videos:
         if have_cli and shutil.which("ffprobe") is not None and (args.inputs is None or not clips):
@@ -531,8 +548,9 @@ def main(argv: list[str] | None = None) -> int:
         elif not clips:
             raise SystemExit(f"no clips in {inputs_dir}; make them where the ffmpeg CLI is installed with "
                              f"--make-inputs-only --inputs {inputs_dir}")
-    if len(clips) < args.videos:
-        log(f"warning: only {len(clips)} clips in {inputs_dir}, using those (asked for {args.videos})")
+    if len(clips) < args.videos:  # e.g. on the GPU box, where only a few clips could be carried
+        log(f"only {len(clips)} clips in {inputs_dir}: each is used under several names to make {args.videos}")
+        clips = replicate(clips, args.videos, workdir / "replicas")
     clips = clips[:args.videos]
 
     from pipeline.config import IngestConfig  # noqa: F401 - import the library before any timing
@@ -598,8 +616,9 @@ def main(argv: list[str] | None = None) -> int:
                                     f"({summary.failed_by_reason}).")
             shutil.rmtree(config.out.parent, ignore_errors=True)
         shutil.rmtree(workdir / "cli_out", ignore_errors=True)
-        report.timings.append(timed("transcode-loop", 1, lambda: transcode_loop(clips, defaults)))
-        log(f"diagnostic: transcode() loop in this process: {report.timings[-1].wall_s:.2f} s")
+        if not args.no_diagnostics:
+            report.timings.append(timed("transcode-loop", 1, lambda: transcode_loop(clips, defaults)))
+            log(f"diagnostic: transcode() loop in this process: {report.timings[-1].wall_s:.2f} s")
     seen = [t for t in report.timings if t.cpu_s is not None and t.others_cpu_s is not None]
     if seen:
         others = sum(t.others_cpu_s for t in seen)
@@ -607,11 +626,12 @@ def main(argv: list[str] | None = None) -> int:
         report.notes.append(f"Other processes used {others:.1f} CPU-s during the timed runs ({share:.0%} of the "
                             "machine's CPU time)" + ("; **the numbers are disturbed by other work**."
                                                     if share > 0.05 else "."))
-    imports = min(worker_import_s() for _ in range(2))
-    report.notes.append(f"Diagnostic: a fresh interpreter takes {imports:.2f} s (wall, best of 2) to "
-                        "`import pipeline.shard_worker`; every worker process that the ingest starts pays this "
-                        "once per run. The `transcode()` loop row is the per-file work alone (no worker "
-                        "processes, shards or manifests), one file after another in the benchmark's process.")
+    if not args.no_diagnostics:
+        imports = min(worker_import_s() for _ in range(2))
+        report.notes.append(f"Diagnostic: a fresh interpreter takes {imports:.2f} s (wall, best of 2) to "
+                            "`import pipeline.shard_worker`; every worker process that the ingest starts pays "
+                            "this once per run. The `transcode()` loop row is the per-file work alone (no worker "
+                            "processes, shards or manifests), one file after another in the benchmark's process.")
 
     command = "python " + shlex.join([sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
     if 1 not in args.workers:

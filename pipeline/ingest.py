@@ -15,7 +15,8 @@ from rich.console import Console
 from pipeline.config import IngestConfig
 from pipeline.discover import ShardJob, find_files, plan_shards, stats_subset_size
 from pipeline.distributor import run_jobs
-from pipeline.manifest import FAILED, OK, ShardPart, VideoRow, part_path, read_part, write_tables
+from pipeline.manifest import FAILED, OK, ShardPart, VideoRow, part_path, read_part
+from pipeline.tables import write_tables
 from pipeline.progress import CountProgress
 from pipeline.schema import SCHEMA_VERSION
 from pipeline.stats import combine, write_stats

@@ -1,7 +1,8 @@
 """Synthetic audio-visual data whose only audio-video link is timing.
 
 Each generated MP4 (H.264 + AAC) shows a disc on a plain background and plays a quiet noise floor. At random,
-irregular event times the disc jumps to a new position and flashes (to the background's complementary colour),
+irregular event times the disc jumps to a new position and flashes (to the background's complementary colour)
+while the whole background lights up,
 and at exactly the same times a tone burst sounds. Colours and pitch are drawn independently per video, so
 nothing but the timing of the events ties the two streams together: a model can only tell a synchronized clip
 from a shifted one by learning when things happen. The event onset times are stored as JSON in the container's
@@ -30,6 +31,7 @@ ATTACK_S = 0.005
 RELEASE_S = 0.03
 PIXEL_NOISE = 3.0
 DISC_RADIUS = 0.15  # fraction of the frame size
+BACKGROUND_FLASH = 60.0  # added to the background's RGB during an event
 MIN_CONTRAST = 120  # L1 distance between RGB colours that must stay visible
 AUDIO_BIT_RATE = 64_000
 # BT.601 limited-range RGB to Y, Cb, Cr weights, scaled by 256 (as in the classic integer formula).
@@ -155,13 +157,15 @@ def _frame_states(config: SynthConfig, scene: _Scene) -> Iterator[tuple[int, boo
 
 
 def _render_frames(config: SynthConfig, scene: _Scene, rng: np.random.Generator) -> Iterator[np.ndarray]:
-    """RGB uint8 frames: the disc on the background, with mild pixel noise."""
+    """RGB uint8 frames: the disc on the background (both lit up during events), with mild pixel noise."""
     ys, xs = np.mgrid[0 : config.size, 0 : config.size] + 0.5
     radius = DISC_RADIUS * config.size
     for position, flashing in _frame_states(config, scene):
         cx, cy = scene.positions[position]
         disc = (xs - cx) ** 2 + (ys - cy) ** 2 <= radius**2
         frame = np.broadcast_to(scene.background, (config.size, config.size, 3)).astype(np.float32)
+        if flashing:  # the whole scene lights up too, so the event shows in any crop of the frame
+            frame = frame + BACKGROUND_FLASH
         frame[disc] = scene.flash if flashing else scene.colour
         frame += PIXEL_NOISE * rng.standard_normal(frame.shape, dtype=np.float32)
         yield np.clip(np.rint(frame), 0, 255).astype(np.uint8)

@@ -85,6 +85,7 @@ class VideoResampler:
     def _build_graph(self, frame: av.VideoFrame) -> av.filter.Graph:
         self.rotation = float(frame.rotation or 0)
         graph = av.filter.Graph()
+        graph.threads = self._threads  # the default (one per core) only adds contention between workers
         nodes = [graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
                                   time_base=frame.time_base)]
         chain = [("fps", f"{VIDEO_FPS}"), *rotation_filters(self.rotation),

@@ -26,6 +26,8 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
                    help="feature stats.json (default: manifests/stats.json beside the shard folder)")
     p.add_argument("--epochs", type=int, default=90)
     p.add_argument("--batch-size", type=int, default=16, help="clips per GPU/process (default 16)")
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd",
+                   help="sgd with momentum (the paper's) or adam")
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", type=float, default=1e-4)
@@ -44,6 +46,7 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     p.add_argument("--embed-dim", type=int, default=128)
     p.add_argument("--video-time-bins", type=int, default=1,
                    help="time bins kept by the video subnet's final pooling (1 = global, as MC3)")
+    p.add_argument("--audio-time-bins", type=int, default=5, help="time bins of the audio subnet's pool6")
     p.add_argument("--embedding-norm", choices=["l2", "none"], default="l2",
                    help="L2-normalize embeddings so the margin has a fixed scale (default l2)")
     p.add_argument("--crop-size", type=int, default=112)
@@ -66,11 +69,12 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     try:
         return TrainConfig(
             shards=a.shards, out=a.out, val_shards=a.val_shards, stats=a.stats, epochs=a.epochs,
-            batch_size=a.batch_size, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay, margin=a.margin,
+            batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay, margin=a.margin,
             plateau_patience=a.plateau_patience, curriculum=a.curriculum, hard_gap_s=a.hard_gap,
             super_hard_offset_s=a.super_hard_offset, objective=a.objective, init_from=a.init_from,
             video_arch=a.arch, width=a.width, audio_width=a.audio_width, embed_dim=a.embed_dim,
             embedding_norm=a.embedding_norm, video_time_bins=a.video_time_bins,
+            audio_time_bins=a.audio_time_bins,
             crop_size=a.crop_size, audio_context_s=a.audio_context, shuffle_buffer=a.shuffle_buffer,
             workers=a.workers, epoch_size=a.epoch_size, val_clips=a.val_clips, ckpt_every=a.ckpt_every,
             resume=a.resume, compile=a.compile, seed=a.seed, device=a.device, log_every=a.log_every,

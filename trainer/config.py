@@ -19,6 +19,7 @@ class TrainConfig:
     stats: Path | None = None  # default: manifests/stats.json beside the shard folder
     epochs: int = 90
     batch_size: int = 16  # per GPU / process
+    optimizer: str = "sgd"  # "sgd" (the paper's, with momentum) or "adam"
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -35,6 +36,7 @@ class TrainConfig:
     audio_width: int = 64
     embed_dim: int = 128
     video_time_bins: int = 1  # 1 = MC3's global pooling; more keeps timing in the video embedding
+    audio_time_bins: int = 5  # time bins of the audio subnet's pool6 (SyncNet-like span)
     embedding_norm: str = "l2"  # "l2" or "none"
     clip_frames: int = 25
     crop_size: int = 112
@@ -59,6 +61,7 @@ class TrainConfig:
             (self.epochs >= 1, "--epochs must be ≥ 1"),
             (self.batch_size >= 2, "--batch-size must be ≥ 2 (easy negatives come from other videos of the batch)"),
             (self.objective in OBJECTIVES, f"--objective must be one of {OBJECTIVES}"),
+            (self.optimizer in ("sgd", "adam"), "--optimizer must be sgd or adam"),
             (self.crop_size >= 16, "--crop-size must be ≥ 16"),
             (self.audio_context_s >= 2.5, "--audio-context must be ≥ 2.5 s to host hard negatives"),
             (self.clip_frames == 25, "clips are 25 frames (1 s at 25 fps): the audio window is 1 s"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -55,9 +55,14 @@ class Batch:
 
     def pin_memory(self) -> "Batch":
         """Pin the tensors so host→device copies can be asynchronous (called by the DataLoader)."""
-        for name in ("y", "u", "v", "feats", "valid", "clip_start", "video_id"):
-            setattr(self, name, getattr(self, name).pin_memory())
-        return self
+        return replace(self, **{name: getattr(self, name).pin_memory() for name in TENSOR_FIELDS})
+
+    def to(self, device: torch.device) -> "Batch":
+        """The same batch on ``device`` (asynchronous copies from pinned memory)."""
+        return replace(self, **{name: getattr(self, name).to(device, non_blocking=True) for name in TENSOR_FIELDS})
+
+
+TENSOR_FIELDS = ("y", "u", "v", "feats", "valid", "clip_start", "video_id")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import torch
 
 from trainer.data import Batch
-from trainer.forward import DeviceBatch, InputSettings, autocast_for, make_pairs, make_video
+from trainer.forward import InputSettings, autocast_for, make_pairs, make_video
 from trainer.loss import accuracy_at_threshold, best_threshold, pair_distance
 from trainer.pair_model import PairModel
 from trainer.sampler import NegativeMix
@@ -34,7 +34,7 @@ def evaluate(model: PairModel, batches: Iterable[Batch], settings: InputSettings
     for batch in batches:
         if len(batch.keys) < 2 or batch.video_id.unique().numel() < 2:
             continue  # easy negatives need another video in the batch
-        on_device = DeviceBatch.from_batch(batch, device)
+        on_device = batch.to(device)
         with autocast_for(device):
             video_emb = model.embed_video(make_video(on_device, settings, train=False, generator=None)).float()
             for (mix, draw), generator in generators.items():

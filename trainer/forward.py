@@ -13,27 +13,6 @@ from trainer.data import Batch
 from trainer.sampler import NegativeMix, PairBatch, PairSampler
 
 
-@dataclass
-class DeviceBatch:
-    """A :class:`Batch` moved to the training device."""
-
-    y: torch.Tensor
-    u: torch.Tensor
-    v: torch.Tensor
-    feats: torch.Tensor
-    valid: torch.Tensor
-    clip_start: torch.Tensor
-    video_id: torch.Tensor
-
-    @classmethod
-    def from_batch(cls, batch: Batch, device: torch.device) -> "DeviceBatch":
-        """Asynchronous copies (the loader pins memory on GPU runs)."""
-        move = {"non_blocking": True}
-        return cls(batch.y.to(device, **move), batch.u.to(device, **move), batch.v.to(device, **move),
-                   batch.feats.to(device, **move), batch.valid.to(device, **move),
-                   batch.clip_start.to(device, **move), batch.video_id.to(device, **move))
-
-
 @dataclass(frozen=True)
 class InputSettings:
     """How clips are cropped and audio is normalized."""
@@ -51,7 +30,7 @@ def autocast_for(device: torch.device):
     return nullcontext()
 
 
-def make_video(batch: DeviceBatch, settings: InputSettings, train: bool,
+def make_video(batch: Batch, settings: InputSettings, train: bool,
                generator: torch.Generator | None) -> torch.Tensor:
     """Normalized ``(B, 3, T, crop, crop)`` clips, channels-last on CUDA."""
     clips = video_input(batch.y, batch.u, batch.v, settings.crop_size, settings.crop_scales, train, generator)
@@ -60,7 +39,7 @@ def make_video(batch: DeviceBatch, settings: InputSettings, train: bool,
     return clips
 
 
-def make_pairs(batch: DeviceBatch, settings: InputSettings, mix: NegativeMix,
+def make_pairs(batch: Batch, settings: InputSettings, mix: NegativeMix,
                generator: torch.Generator | None) -> tuple[PairBatch, torch.Tensor]:
     """Sample positives/negatives on the device; returns the pairs and the normalized audio windows."""
     pairs = settings.sampler.sample(batch.feats, batch.valid, batch.clip_start, mix, generator,

@@ -28,7 +28,7 @@ from trainer.config import TrainConfig
 from trainer.curriculum import Curriculum
 from trainer.data import WINDOW, LoaderSpec, build_loader
 from trainer.evaluate import evaluate
-from trainer.forward import DeviceBatch, InputSettings, autocast_for, make_pairs, make_video
+from trainer.forward import InputSettings, autocast_for, make_pairs, make_video
 from trainer.loss import contrastive_loss, pair_distance
 from trainer.metrics import MetricsLog, plot_run
 from trainer.models import SyncHead, build_avts
@@ -95,7 +95,8 @@ def _train(cfg: TrainConfig, runtime: distributed.Runtime, console: Console, dev
 
     # ---- model, optimizer, schedule -------------------------------------------------------------------------
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    net = build_avts(cfg.video_arch, cfg.width, cfg.audio_width, cfg.embed_dim, cfg.video_time_bins)
+    net = build_avts(cfg.video_arch, cfg.width, cfg.audio_width, cfg.embed_dim, cfg.video_time_bins,
+                     cfg.audio_time_bins)
     head = SyncHead(cfg.embed_dim) if cfg.objective == "ce" else None
     model = PairModel(net, head, normalize=cfg.embedding_norm == "l2").to(device)
     if on_gpu:
@@ -105,8 +106,12 @@ def _train(cfg: TrainConfig, runtime: distributed.Runtime, console: Console, dev
         missing, _ = model.load_state_dict(weights, strict=False)
         if any(not name.startswith("head.") for name in missing):
             raise TrainError(f"{cfg.init_from} does not hold AVTS weights for this architecture")
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr,
+                                                            weight_decay=cfg.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                    weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=cfg.lr_factor,
                                                            patience=cfg.plateau_patience)
     curriculum = Curriculum.parse(cfg.curriculum) if cfg.curriculum else Curriculum.paper_default(cfg.epochs)
@@ -155,7 +160,7 @@ def _train(cfg: TrainConfig, runtime: distributed.Runtime, console: Console, dev
                 batch = next(batches, None)
                 if not distributed.all_ranks_true(batch is not None, runtime):
                     break  # every rank stops at the same step
-                on_device = DeviceBatch.from_batch(batch, device)
+                on_device = batch.to(device)
                 video = make_video(on_device, settings, train=True, generator=generator)
                 pairs, audio = make_pairs(on_device, settings, mix, generator)
                 with autocast_for(device):

@@ -42,8 +42,8 @@ class AudioNet(nn.Module):
         conv4  conv 3x3                              256    256 x 40 x  50
         conv5  conv 3x3                              256    256 x 40 x  50
         pool5  maxpool 3x3, stride (2,2), pad 1      256    256 x 20 x  25
-        pool6  adaptive max pool to 5 x 5            256    256 x  5 x   5
-        fc6    Linear(256*5*5 = 6400, 512) + BN1d + ReLU          512
+        pool6  adaptive max pool to 5 x time_bins    256    256 x  5 x   5   (time_bins = 5)
+        fc6    Linear(256*5*time_bins = 6400, 512) + BN1d + ReLU  512
         fc7    Linear(512, embed_dim)                             128
 
     SyncNet's fc6 spans a 5 x 4 map of its 13 x 20 MFCC input; pool6 gives fc6 the same small span on the
@@ -59,7 +59,8 @@ class AudioNet(nn.Module):
         embed_dim: size of ``forward`` output.
     """
 
-    def __init__(self, width: int = 64, embed_dim: int = 128, n_filters: int = 40, n_frames: int = 100) -> None:
+    def __init__(self, width: int = 64, embed_dim: int = 128, n_filters: int = 40, n_frames: int = 100,
+                 time_bins: int = 5) -> None:
         super().__init__()
         c1, c2, c3, c4, c5 = (max(1, round(c * width / 64)) for c in (64, 192, 384, 256, 256))
         self.conv1 = _conv_bn_relu(1, c1)
@@ -73,8 +74,8 @@ class AudioNet(nn.Module):
         self.conv5_shape = (c5, _pooled(n_filters, 2), _pooled(_pooled(n_frames, 2), 2))
         self.feature_dim = c5 * self.conv5_shape[1] * self.conv5_shape[2]
         self.embed_dim = embed_dim
-        self.pool6 = nn.AdaptiveMaxPool2d((5, 5))
-        self.fc6 = nn.Sequential(nn.Linear(c5 * 25, 512), nn.BatchNorm1d(512), nn.ReLU(inplace=True))
+        self.pool6 = nn.AdaptiveMaxPool2d((5, time_bins))
+        self.fc6 = nn.Sequential(nn.Linear(c5 * 5 * time_bins, 512), nn.BatchNorm1d(512), nn.ReLU(inplace=True))
         self.fc7 = nn.Linear(512, embed_dim)
 
     def conv5_features(self, x: torch.Tensor) -> torch.Tensor:

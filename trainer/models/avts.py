@@ -36,11 +36,11 @@ class AVTSNet(nn.Module):
 
 
 def build_avts(video_arch: str = "mc3", width: int = 64, audio_width: int = 64, embed_dim: int = 128,
-               video_time_bins: int = 1) -> AVTSNet:
+               video_time_bins: int = 1, audio_time_bins: int = 5) -> AVTSNet:
     """Build an :class:`AVTSNet` from a video architecture name (``"mc2"``..``"mc5"``) and widths."""
     return AVTSNet(
         video_net(video_arch, width=width, embed_dim=embed_dim, temporal_bins=video_time_bins),
-        AudioNet(width=audio_width, embed_dim=embed_dim),
+        AudioNet(width=audio_width, embed_dim=embed_dim, time_bins=audio_time_bins),
     )
 
 

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Every GPU proof of AVTS in one prepared script (run it on the 16-core GPU box through the device tool):
+#   1. learning: avts-synth videos → avts-ingest → avts-train; AVTS accuracy (easy / 25% hard) and curves,
+#      two runs at once sharing the box: the paper's SGD recipe and Adam;
+#   2. training throughput: shards vs synthetic GPU tensors vs a map-style raw-mp4 loader (train_bench.py);
+#   3. ingest scaling 1 → 16 workers on Kinetics-like clips (ingest_bench.py, process engine: no Ray there).
+# Each stage has its own time limit and a failing stage does not stop the others. Figures are printed and
+# written under $OUT (default /tmp/avts_proof). SMALL=1 runs the same code at toy size on a CPU.
+#
+# Needs, in the working tree (made by benchmarks/prepare_carry.sh, carried with the device tool):
+#   .carry/wheels/   wheels of av, webdataset, python_speech_features, braceexpand
+#   .carry/kinetics/ Kinetics-like 10-s 340x256 H.264+AAC clips (the GPU box has no ffmpeg CLI)
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/avts_proof}
+WORK=${WORK:-/tmp/avts_work}
+PY=${PYTHON:-python3}
+SMALL=${SMALL:-0}
+CORES=$(nproc)
+mkdir -p "$OUT" "$WORK"
+export PYTHONPATH=$PWD CI=true PYTHONUNBUFFERED=1
+started=$(date +%s)
+stage() { echo; echo "=== $1 ($(($(date +%s) - started)) s) ==="; }
+
+if [ "$SMALL" = 1 ]; then
+  VIDEOS=48; DURATION=4; EPOCHS=2; EPOCH_SIZE=128; BATCH=8; WIDTH=4; CROP=32; LOADER_WORKERS=1
+  BENCH_ARGS="--width 4 --crop 32 --batch-size 4 --steps 4 --warmup 2 --workers 2"; INGEST_WORKERS=1,2
+  LEARN_LIMIT=400; INGEST_VIDEOS=4
+else
+  VIDEOS=1200; DURATION=6; EPOCHS=12; EPOCH_SIZE=12800; BATCH=64; WIDTH=32; CROP=56; LOADER_WORKERS=7
+  BENCH_ARGS="--width 64 --crop 112 --batch-size 16 --steps 60 --warmup 15 --workers 15"; INGEST_WORKERS=1,4,16
+  LEARN_LIMIT=230; INGEST_VIDEOS=128
+fi
+
+stage "setup"
+if [ -d .carry/wheels ]; then
+  $PY -m pip install -q --no-index --find-links .carry/wheels av webdataset python_speech_features braceexpand 2>&1 | tail -2
+fi
+$PY -c "
+import os, torch, av, webdataset
+print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU', 'cores', os.cpu_count(),
+      'av', av.__version__, 'webdataset', webdataset.__version__)" | tee "$OUT/machine.txt"
+
+stage "1. learning proof: synth → ingest → train"
+timeout 120 $PY -m pipeline.synth_cli --out "$WORK/synth" --videos $VIDEOS --duration $DURATION --size 64 --workers "$CORES"
+timeout 150 $PY -m pipeline.cli --src "$WORK/synth" --out "$WORK/synth_shards" --engine processes --workers "$CORES" \
+  --shard-size 32 --short-side 64 --val-fraction 0.08 --plain 2>&1 | grep -E "ingested|failed|elapsed|Error"
+
+learn() {  # name optimizer lr: one avts-train run; video and audio keep 10 time bins
+  rm -rf "$WORK/learn-$1"
+  timeout $LEARN_LIMIT $PY -m trainer.cli --shards "$WORK/synth_shards" --out "$WORK/learn-$1" --epochs $EPOCHS \
+    --epoch-size $EPOCH_SIZE --batch-size $BATCH --width $WIDTH --audio-width $WIDTH --embed-dim 64 \
+    --crop-size $CROP --video-time-bins 10 --audio-time-bins 10 --audio-context 6 --workers $LOADER_WORKERS \
+    --optimizer $2 --lr $3 --val-clips 4 --log-every 50 --plain > "$WORK/learn-$1.log" 2>&1
+  grep -E "^epoch [0-9]+ \||^done|Error" "$WORK/learn-$1.log" | sed "s/^/[$1] /"
+  cp "$WORK/learn-$1/accuracy.png" "$OUT/learn-$1-accuracy.png" 2>/dev/null
+  cp "$WORK/learn-$1/metrics.jsonl" "$OUT/learn-$1-metrics.jsonl" 2>/dev/null
+}
+learn adam adam 0.001 &
+learn sgd sgd 0.05 &
+wait
+cp "$WORK/learn-adam/loss.png" "$OUT/learn-adam-loss.png" 2>/dev/null
+
+stage "2. training throughput (train_bench.py)"
+timeout 120 $PY -m pipeline.cli --src .carry/kinetics --out "$WORK/kin/shards" --engine processes --workers "$CORES" \
+  --shard-size 2 --val-fraction 0 --plain 2>&1 | grep -E "ingested|failed|elapsed|Error"
+timeout 200 $PY benchmarks/train_bench.py --shards "$WORK/kin/shards" --raw .carry/kinetics $BENCH_ARGS \
+  --results "$OUT/RESULTS.md" 2>&1 | tail -16
+
+stage "3. ingest scaling (ingest_bench.py)"
+timeout 170 $PY benchmarks/ingest_bench.py --inputs .carry/kinetics --videos $INGEST_VIDEOS --workers-list $INGEST_WORKERS \
+  --engine processes --workdir "$WORK/ingest" --results "$OUT/RESULTS.md" --no-diagnostics 2>&1 | tail -12
+
+stage "done"
+ls -la "$OUT"
