@@ -16,11 +16,13 @@ OUT=${OUT:-/tmp/avts_proof}
 WORK=${WORK:-/tmp/avts_work}
 PY=${PYTHON:-python3}
 SMALL=${SMALL:-0}
+STAGES=${STAGES:-123}  # which of the three stages to run, e.g. STAGES=3
 CORES=$(nproc)
 mkdir -p "$OUT" "$WORK"
 export PYTHONPATH=$PWD CI=true PYTHONUNBUFFERED=1
 started=$(date +%s)
 stage() { echo; echo "=== $1 ($(($(date +%s) - started)) s) ==="; }
+want() { [[ "$STAGES" == *"$1"* ]]; }
 
 if [ "$SMALL" = 1 ]; then
   VIDEOS=48; DURATION=4; EPOCHS=2; EPOCH_SIZE=128; BATCH=8; WIDTH=4; CROP=32; LOADER_WORKERS=1
@@ -42,6 +44,7 @@ print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU', 'cores', os.cpu_count(),
       'av', av.__version__, 'webdataset', webdataset.__version__)" | tee "$OUT/machine.txt"
 
+if want 1; then
 stage "1. learning proof: synth → ingest → train"
 timeout 120 $PY -m pipeline.synth_cli --out "$WORK/synth" --videos $VIDEOS --duration $DURATION --size 64 --workers "$CORES"
 timeout 150 $PY -m pipeline.cli --src "$WORK/synth" --out "$WORK/synth_shards" --engine processes --workers "$CORES" \
@@ -61,16 +64,21 @@ learn adam adam 0.001 &
 learn sgd sgd 0.05 &
 wait
 cp "$WORK/learn-adam/loss.png" "$OUT/learn-adam-loss.png" 2>/dev/null
+fi
 
+if want 2; then
 stage "2. training throughput (train_bench.py)"
 timeout 120 $PY -m pipeline.cli --src .carry/kinetics --out "$WORK/kin/shards" --engine processes --workers "$CORES" \
   --shard-size 2 --val-fraction 0 --plain 2>&1 | grep -E "ingested|failed|elapsed|Error"
 timeout 200 $PY benchmarks/train_bench.py --shards "$WORK/kin/shards" --raw .carry/kinetics $BENCH_ARGS \
   --results "$OUT/RESULTS.md" 2>&1 | tail -16
+fi
 
+if want 3; then
 stage "3. ingest scaling (ingest_bench.py)"
 timeout 170 $PY benchmarks/ingest_bench.py --inputs .carry/kinetics --videos $INGEST_VIDEOS --workers-list $INGEST_WORKERS \
   --engine processes --workdir "$WORK/ingest" --results "$OUT/RESULTS.md" --no-diagnostics 2>&1 | tail -12
+fi
 
 stage "done"
 ls -la "$OUT"
