@@ -258,13 +258,14 @@ def floor_command(clip: Path) -> list[str]:
 
 def cli_command(clip: Path, out: Path, single_thread: bool, config) -> list[str]:
     from pipeline.schema import AUDIO_SAMPLE_RATE, GOP_FRAMES
+    from pipeline.video import x264_options
 
     one = ["-threads", "1"] if single_thread else []
+    x264 = x264_options(config.x264_preset, config.crf, GOP_FRAMES)  # exactly the ingest's encoder settings
     return (["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *one, "-i", str(clip),
              *(["-filter_threads", "1"] if single_thread else []),
              "-vf", filter_chain(config.short_side),
-             "-c:v", "libx264", "-preset", config.x264_preset, "-crf", str(config.crf),
-             "-x264-params", f"keyint={GOP_FRAMES}:min-keyint={GOP_FRAMES}:scenecut=0:open-gop=0", *one,
+             "-c:v", "libx264", *(arg for name, value in x264.items() for arg in (f"-{name}", value)), *one,
              "-ac", "1", "-ar", str(AUDIO_SAMPLE_RATE), "-c:a", "pcm_s16le", str(out)])
 
 

@@ -41,6 +41,15 @@ def rotation_filters(counterclockwise_degrees: float) -> list[tuple[str, str]]:
     return []
 
 
+def x264_options(preset: str, crf: int, gop: int) -> dict[str, str]:
+    """libx264 options of the stored video: fixed closed GOP of ``gop`` frames, reproducible bytes.
+
+    ``mbtree=0``: x264's macroblock tree (core 165, as bundled with PyAV) reads uninitialized memory, so the
+    same frames encoded twice could give different bytes (seen in tests); shards must be reproducible.
+    """
+    return {"preset": preset, "crf": str(crf), "x264-params": f"keyint={gop}:scenecut=0:open-gop=0:mbtree=0"}
+
+
 def short_side_scale(short_side: int) -> str:
     """``scale`` filter arguments that make the short side ``short_side`` and keep the aspect ratio (even)."""
     return (f"w='if(gt(iw,ih),-2,{short_side})':h='if(gt(iw,ih),{short_side},-2)'"
@@ -121,11 +130,5 @@ class VideoResampler:
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = _OUTPUT_TIME_BASE
         stream.codec_context.thread_count = self._threads
-        stream.options = {
-            "preset": self._preset,
-            "crf": str(self._crf),
-            # mbtree=0: x264's macroblock tree (core 165, as bundled with PyAV) reads uninitialized memory, so
-            # the same frames encoded twice could give different bytes; shards must be reproducible.
-            "x264-params": f"keyint={GOP_FRAMES}:scenecut=0:open-gop=0:mbtree=0",
-        }
+        stream.options = x264_options(self._preset, self._crf, GOP_FRAMES)
         self._stream = stream
