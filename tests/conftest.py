@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("AVTS_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED_CANDIDATES = [Path(p) for p in (os.environ.get("AVTS_SHARED_DATA"), REPO.parent / "shared" / "data",
+                                         "/work/shared/data") if p]
+SHARED_DATA = next((p for p in SHARED_CANDIDATES if (p / "real_clips").is_dir()), SHARED_CANDIDATES[0])
 
 
 @pytest.fixture(scope="session")
