@@ -119,3 +119,20 @@ def test_torchrun_two_ranks_split_samples_and_agree_on_weights(train_shards: Pat
         assert first["weights_sum"] == pytest.approx(second["weights_sum"], rel=1e-12)
         assert first["weights_abs_sum"] == pytest.approx(second["weights_abs_sum"], rel=1e-12)
     assert "2 process(es)" in result.stderr
+
+
+def test_cross_entropy_stage_starts_from_contrastive_weights(train_shards: Path, tmp_path: Path) -> None:
+    first = tmp_path / "contrastive"
+    assert run(train_command(train_shards, first, "--epochs", "1", "--workers", "1")).returncode == 0
+    second = tmp_path / "ce"
+    result = run(train_command(train_shards, second, "--epochs", "1", "--workers", "1", "--objective", "ce",
+                               "--init-from", str(first / "checkpoints" / "last.pt")))
+    assert result.returncode == 0, result.stderr[-3000:]
+    epoch = records(second, "epoch")[-1]
+    assert epoch["objective"] == "ce" and epoch["train_loss"] > 0 and epoch["val_acc_easy"] is not None
+    start = torch.load(first / "checkpoints" / "last.pt", weights_only=False)["model"]
+    end = torch.load(second / "checkpoints" / "last.pt", weights_only=False)["model"]
+    assert {"head.layers.0.weight", "head.layers.2.weight"} <= set(end)  # the (512, 2) FC layers
+    assert not any(k.startswith("head.") for k in start)
+    moved = [k for k in start if not torch.equal(start[k], end[k]) and start[k].dtype.is_floating_point]
+    assert moved  # fine-tuned end to end, starting from the contrastive weights
