@@ -19,10 +19,8 @@ per-stage times of one step. Results are appended to ``benchmarks/RESULTS.md`` (
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import platform
-import random
 import sys
 import time
 from dataclasses import dataclass

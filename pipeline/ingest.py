@@ -7,7 +7,6 @@ import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import pandas as pd
 from rich.console import Console

@@ -123,7 +123,8 @@ def _transcode_open(item: VideoItem, config: IngestConfig, container: av.contain
         info = replace(info, width=info.height, height=info.width)
     meta = SampleMeta(
         key=item.key, source=item.relpath, label=item.label,
-        duration_s=encoded.frames / VIDEO_FPS, source_start_s=encoded.start_s, frames=encoded.frames, fps=info.fps or 0.0,
+        duration_s=encoded.frames / VIDEO_FPS, source_start_s=encoded.start_s, frames=encoded.frames,
+        fps=info.fps or 0.0,
         width=info.width or 0, height=info.height or 0, stored_width=encoded.width, stored_height=encoded.height,
         audio_sample_rate=info.audio_sample_rate or 0, audio_channels=info.audio_channels or 0,
         audio_pad_s=padded / AUDIO_SAMPLE_RATE, mp3=config.mp3,

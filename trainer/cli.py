@@ -69,7 +69,8 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     try:
         return TrainConfig(
             shards=a.shards, out=a.out, val_shards=a.val_shards, stats=a.stats, epochs=a.epochs,
-            batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay, margin=a.margin,
+            batch_size=a.batch_size, optimizer=a.optimizer, lr=a.lr, momentum=a.momentum,
+            weight_decay=a.weight_decay, margin=a.margin,
             plateau_patience=a.plateau_patience, curriculum=a.curriculum, hard_gap_s=a.hard_gap,
             super_hard_offset_s=a.super_hard_offset, objective=a.objective, init_from=a.init_from,
             video_arch=a.arch, width=a.width, audio_width=a.audio_width, embed_dim=a.embed_dim,

@@ -51,8 +51,9 @@ def plot_run(run_dir: Path) -> list[Path]:
         axis.plot([r["step"] for r in steps], [r["loss"] for r in steps], lw=0.8, alpha=0.6, label="train (steps)")
     if epochs:
         axis.plot([r["step"] for r in epochs], [r["train_loss"] for r in epochs], "o-", label="train (epoch mean)")
-    axis.set(xlabel="step", ylabel="contrastive loss (Eq. 1)" if not epochs or "ce" not in epochs[-1].get(
-        "objective", "") else "cross-entropy", title="AVTS training loss")
+    cross_entropy = bool(epochs) and epochs[-1].get("objective") == "ce"
+    axis.set(xlabel="step", ylabel="cross-entropy" if cross_entropy else "contrastive loss (Eq. 1)",
+             title="AVTS training loss")
     axis.legend()
     written.append(_save(figure, run_dir / "loss.png"))
     figure, axis = plt.subplots(figsize=(7, 4))

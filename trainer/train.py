@@ -140,10 +140,12 @@ def _train(cfg: TrainConfig, runtime: distributed.Runtime, console: Console, dev
         if state.global_step:
             console.print(f"resuming at epoch {state.epoch + 1}, step {state.step_in_epoch} of it "
                           f"(global step {state.global_step})")
-    ddp = DistributedDataParallel(model, device_ids=[device.index] if on_gpu else None) if runtime.distributed else model
+    ddp = (DistributedDataParallel(model, device_ids=[device.index] if on_gpu else None)
+           if runtime.distributed else model)
     forward = torch.compile(ddp) if cfg.compile else ddp
     log = MetricsLog(cfg.out)
     last_epoch: dict[str, Any] = {}
+    last_checkpoint_step = state.global_step
 
     # ---- epochs ---------------------------------------------------------------------------------------------
     for epoch in range(state.epoch, cfg.epochs):
@@ -193,13 +195,15 @@ def _train(cfg: TrainConfig, runtime: distributed.Runtime, console: Console, dev
                         bar.update(state.step_in_epoch, loss=step_loss, clips_per_s=clips_per_s)
                     window_loss.zero_()
                     window_clips, window_started = 0, time.perf_counter()
-                if cfg.ckpt_every and state.global_step % cfg.ckpt_every == 0 and _resumable_here(state, cfg):
+                due = cfg.ckpt_every and state.global_step - last_checkpoint_step >= cfg.ckpt_every
+                if due and _resumable_here(state, cfg):
                     _checkpoint(ckpt_dir, model, optimizer, scheduler, state, loss_total, generator, runtime, cfg)
+                    last_checkpoint_step = state.global_step
 
         # ---- end of epoch: loss, validation, schedule, checkpoint, plots -----------------------------------
-        steps_this_run = state.step_in_epoch - (state.loss_count or 0)
-        train_loss = distributed.mean_over_ranks(state.loss_sum + float(loss_total), state.loss_count + steps_this_run,
-                                                 runtime)
+        steps_this_run = state.step_in_epoch - state.loss_count  # loss_count: steps before a resume
+        train_loss = distributed.mean_over_ranks(state.loss_sum + float(loss_total),
+                                                 state.loss_count + steps_this_run, runtime)
         results: dict[str, float | None] = {}
         if runtime.is_main and val_shards:
             results = evaluate(model, build_loader(val_spec_loader, 0), settings, device)
@@ -213,6 +217,7 @@ def _train(cfg: TrainConfig, runtime: distributed.Runtime, console: Console, dev
         state = Progress(epoch=epoch + 1, global_step=state.global_step)
         _checkpoint(ckpt_dir, model, optimizer, scheduler, state, torch.zeros(()), generator, runtime, cfg,
                     epoch_end=epoch + 1)
+        last_checkpoint_step = state.global_step
         if runtime.is_main:
             log.write("epoch", **last_epoch)
             plot_run(cfg.out)
