@@ -104,6 +104,15 @@ class RawClipDataset(Dataset):
         return log_filterbank(collector.finish()).astype(np.float16)
 
 
+def one_math_thread(_: int) -> None:
+    """Limit numpy's BLAS to one thread in a baseline worker (else each starts one per core: unfair to it)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(1)
+
+
 def make_setup(args: argparse.Namespace, device: torch.device) -> Setup:
     """Model, optimizer and GPU pipeline as avts-train builds them."""
     torch.manual_seed(0)
@@ -236,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     def mapstyle_loader() -> DataLoader:
         return DataLoader(RawClipDataset(raw_files, args.short_side, context), batch_size=args.batch_size,
                           shuffle=False, num_workers=args.workers, collate_fn=collate,
-                          pin_memory=device.type == "cuda", prefetch_factor=4, persistent_workers=False)
+                          pin_memory=device.type == "cuda", prefetch_factor=4, persistent_workers=False,
+                          worker_init_fn=one_math_thread)
 
     setup = make_setup(args, device)
     results: dict[str, float] = {}
