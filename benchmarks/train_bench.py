@@ -38,8 +38,7 @@ from pipeline.audio import AudioCollector, log_filterbank  # noqa: E402
 from pipeline.schema import FEATURES_PER_FRAME, VIDEO_FPS  # noqa: E402
 from trainer.augment import AudioNormalizer  # noqa: E402
 from trainer.data import Batch, Example, LoaderSpec, audio_context, build_loader, collate, square_crop  # noqa: E402
-from trainer.forward import InputSettings, autocast_for, make_pairs, make_video  # noqa: E402
-from trainer.loss import contrastive_loss  # noqa: E402
+from trainer.forward import InputSettings, training_step  # noqa: E402
 from trainer.models import build_avts  # noqa: E402
 from trainer.pair_model import PairModel  # noqa: E402
 from trainer.sampler import NegativeMix, PairSampler  # noqa: E402
@@ -125,17 +124,9 @@ def make_setup(args: argparse.Namespace, device: torch.device) -> Setup:
     return Setup(model, optimizer, settings, torch.Generator(device).manual_seed(0), device)
 
 
-def train_step(setup: Setup, batch: Batch) -> torch.Tensor:
-    """The avts-train step."""
-    video = make_video(batch, setup.settings, True, setup.generator)
-    pairs, audio = make_pairs(batch, setup.settings, MIX, setup.generator)
-    with autocast_for(setup.device):
-        video_emb, audio_emb, _ = setup.model(video, audio)
-    loss = contrastive_loss(video_emb, audio_emb, pairs.label)
-    setup.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    setup.optimizer.step()
-    return loss
+def train_step(setup: Setup, batch: Batch, mark=None) -> torch.Tensor:
+    """The avts-train step (:func:`trainer.forward.training_step`) with this benchmark's negative mix."""
+    return training_step(setup.model, setup.optimizer, batch, setup.settings, MIX, setup.generator, 0.99, mark).loss
 
 
 def synchronize(device: torch.device) -> None:
@@ -193,22 +184,13 @@ def stage_times(setup: Setup, batches, steps: int = 10) -> dict[str, float]:
         batch = next(iterator)
         marks.append(time.perf_counter())
         on_device = batch.to(setup.device)
-        synchronize(setup.device)
-        marks.append(time.perf_counter())
-        video = make_video(on_device, setup.settings, True, setup.generator)
-        synchronize(setup.device)
-        marks.append(time.perf_counter())
-        pairs, audio = make_pairs(on_device, setup.settings, MIX, setup.generator)
-        synchronize(setup.device)
-        marks.append(time.perf_counter())
-        with autocast_for(setup.device):
-            video_emb, audio_emb, _ = setup.model(video, audio)
-        loss = contrastive_loss(video_emb, audio_emb, pairs.label)
-        setup.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        setup.optimizer.step()
-        synchronize(setup.device)
-        marks.append(time.perf_counter())
+
+        def mark() -> None:
+            synchronize(setup.device)
+            marks.append(time.perf_counter())
+
+        mark()
+        train_step(setup, on_device, mark)
         if step >= 2:
             for name, begin, end in zip(totals, marks, marks[1:]):
                 totals[name] += (end - begin) * 1000 / steps

@@ -5,11 +5,15 @@ from __future__ import annotations
 from contextlib import nullcontext
 from dataclasses import dataclass
 
+from collections.abc import Callable
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from trainer.augment import AudioNormalizer, video_input
 from trainer.data import Batch
+from trainer.loss import contrastive_loss
 from trainer.sampler import NegativeMix, PairBatch, PairSampler
 
 
@@ -47,8 +51,37 @@ def make_pairs(batch: Batch, settings: InputSettings, mix: NegativeMix,
     return pairs, settings.normalizer(pairs.audio)
 
 
-def embed(model: nn.Module, video: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Video and audio embeddings in float32 (computed under bf16 autocast on CUDA)."""
+@dataclass
+class StepOutput:
+    """What one training step produced (tensors stay on the device: no host sync)."""
+
+    loss: torch.Tensor
+    video_emb: torch.Tensor
+    audio_emb: torch.Tensor
+    pairs: PairBatch
+
+
+def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, settings: InputSettings,
+                  mix: NegativeMix, generator: torch.Generator | None, margin: float,
+                  mark: Callable[[], None] | None = None) -> StepOutput:
+    """One optimization step on a device batch: augment, sample pairs, forward, loss, update.
+
+    The loss is Eq. 1 (contrastive, ``margin``) or, when the model has a sync head, cross-entropy (§3.2).
+    ``mark`` is called after each of the three stages (benchmarks use it to time them).
+    """
+    mark = mark or (lambda: None)
+    video = make_video(batch, settings, train=True, generator=generator)
+    mark()
+    pairs, audio = make_pairs(batch, settings, mix, generator)
+    mark()
     with autocast_for(video.device):
-        video_emb, audio_emb = model(video, audio)
-    return video_emb.float(), audio_emb.float()
+        video_emb, audio_emb, logits = model(video, audio)
+    if logits is None:
+        loss = contrastive_loss(video_emb.float(), audio_emb.float(), pairs.label, margin)
+    else:
+        loss = F.cross_entropy(logits.float(), pairs.label.long())
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    mark()
+    return StepOutput(loss, video_emb, audio_emb, pairs)

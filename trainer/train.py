@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from rich.console import Console
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -28,8 +27,8 @@ from trainer.config import TrainConfig
 from trainer.curriculum import Curriculum
 from trainer.data import WINDOW, LoaderSpec, build_loader
 from trainer.evaluate import evaluate
-from trainer.forward import InputSettings, autocast_for, make_pairs, make_video
-from trainer.loss import contrastive_loss, pair_distance
+from trainer.forward import InputSettings, training_step
+from trainer.loss import pair_distance
 from trainer.metrics import MetricsLog, plot_run
 from trainer.models import SyncHead, build_avts
 from trainer.pair_model import PairModel
@@ -162,18 +161,8 @@ def _train(cfg: TrainConfig, runtime: distributed.Runtime, console: Console, dev
                 batch = next(batches, None)
                 if not distributed.all_ranks_true(batch is not None, runtime):
                     break  # every rank stops at the same step
-                on_device = batch.to(device)
-                video = make_video(on_device, settings, train=True, generator=generator)
-                pairs, audio = make_pairs(on_device, settings, mix, generator)
-                with autocast_for(device):
-                    video_emb, audio_emb, logits = forward(video, audio)
-                if logits is None:
-                    loss = contrastive_loss(video_emb.float(), audio_emb.float(), pairs.label, cfg.margin)
-                else:
-                    loss = F.cross_entropy(logits.float(), pairs.label.long())
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                out = training_step(forward, optimizer, batch.to(device), settings, mix, generator, cfg.margin)
+                loss = out.loss
 
                 state.step_in_epoch += 1
                 state.global_step += 1
@@ -189,7 +178,7 @@ def _train(cfg: TrainConfig, runtime: distributed.Runtime, console: Console, dev
                     clips_per_s = window_clips * runtime.world_size / elapsed
                     if runtime.is_main:
                         with torch.no_grad():
-                            gap = _distance_gap(video_emb, audio_emb, pairs.label)
+                            gap = _distance_gap(out.video_emb, out.audio_emb, out.pairs.label)
                         log.write("step", step=state.global_step, epoch=epoch, loss=step_loss,
                                   clips_per_s=clips_per_s, lr=optimizer.param_groups[0]["lr"], **gap)
                         bar.update(state.step_in_epoch, loss=step_loss, clips_per_s=clips_per_s)
