@@ -1,0 +1,1 @@
+"""Pieces shared by every AVTS stage: the shard contract, stats, progress display, atomic files, seeds."""
