@@ -8,7 +8,7 @@ import av
 import numpy as np
 from python_speech_features import logfbank
 
-from pipeline.schema import (AUDIO_SAMPLE_RATE, FBANK_FILTERS, FBANK_NFFT, FBANK_STEP_S, FBANK_WINDOW_S,
+from avts.schema import (AUDIO_SAMPLE_RATE, FBANK_FILTERS, FBANK_NFFT, FBANK_STEP_S, FBANK_WINDOW_S,
                              audio_samples_for)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.schema import TRAIN, VAL, shard_name
+from avts.schema import TRAIN, VAL, shard_name
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _KEY_STEM_CHARS = 80

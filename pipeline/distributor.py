@@ -1,24 +1,24 @@
-"""Distributor stage: run shard jobs on Ray (default) or a local process pool, with bounded work in flight.
+"""Distributor stage: hand videos to workers and finished shards to writers, with bounded work in flight.
 
-Both engines keep at most ``config.in_flight`` shard tasks submitted at once, so memory stays bounded
-however many videos there are, and retry a task whose worker died. A job that still fails is reported as
-an exception, never raised: the orchestrator records its videos and the rest of the run goes on.
+Work goes out per video, so every worker is busy whatever the shard count; when the last video of a shard
+reports, the shard is handed to a writer with its videos' pieces in plan order (so its bytes are the same
+whichever workers did the work). At most ``in_flight`` videos are submitted at once, which bounds memory
+however long the plan. The engines (:mod:`pipeline.ray_engine`, :mod:`pipeline.process_engine`) retry a
+task whose worker died; a video whose worker keeps dying becomes a failed row, and a shard that cannot be
+written is reported as an error: the caller records it and the rest of the run goes on.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from collections import deque
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from pipeline.config import IngestConfig
-from pipeline.discover import ShardJob
-from pipeline.manifest import ShardPart
-from pipeline.shard_worker import ingest_shard
+from pipeline.discover import ShardJob, VideoItem
+from pipeline.manifest import OK, ShardPart
+from pipeline.tasks import VideoReport, crashed_report
 
-Outcome = tuple[ShardJob, ShardPart | BaseException]
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -31,88 +31,88 @@ def worker_env(threads: int) -> dict[str, str]:
     return {name: str(threads) for name in THREAD_VARIABLES}
 
 
-def run_jobs(jobs: list[ShardJob], config: IngestConfig) -> Iterator[Outcome]:
-    """Yield ``(job, part or error)`` for every job, in completion order, on the configured engine."""
-    if not jobs:
-        return iter(())
-    if config.engine == "ray":
-        return _run_on_ray(jobs, config)
-    return _run_in_processes(jobs, config)
+class Engine(Protocol):
+    """Runs the two kinds of task somewhere (a Ray cluster, a local process pool)."""
+
+    def submit_video(self, item: VideoItem) -> Hashable:
+        """Start transcoding ``item``; returns a handle."""
+
+    def video_outcome(self, handle: Hashable) -> tuple[VideoReport, Any]:
+        """The report of a finished video and a reference to its tar piece (raises if its worker kept dying)."""
+
+    def submit_shard(self, job: ShardJob, reports: list[VideoReport], pieces: list[Any]) -> Hashable:
+        """Start writing ``job``'s shard from its reports and piece references; returns a handle."""
+
+    def shard_outcome(self, handle: Hashable) -> ShardPart:
+        """The part of a written shard (raises what stopped the writer)."""
+
+    def wait(self, handles: list[Hashable]) -> list[Hashable]:
+        """Block until at least one of ``handles`` is finished; returns the finished ones."""
+
+    def close(self) -> None:
+        """Stop the workers this engine started."""
 
 
-def _run_on_ray(jobs: list[ShardJob], config: IngestConfig) -> Iterator[Outcome]:
-    try:
-        import ray
-    except ImportError as error:
-        raise RuntimeError("Ray is not installed: `pip install 'ray[default]'` or use --engine processes") from error
-    address = config.address or os.environ.get("RAY_ADDRESS")
-    started_here = not ray.is_initialized()
-    if started_here:
-        runtime_env = {"env_vars": worker_env(config.threads_per_worker)}
-        if address:
-            ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
-        else:
-            ray.init(num_cpus=config.workers * config.threads_per_worker, include_dashboard=False,
-                     log_to_driver=False, configure_logging=False, runtime_env=runtime_env)
-    try:
-        task = ray.remote(num_cpus=config.threads_per_worker, max_retries=config.task_retries)(ingest_shard)
-        config_ref = ray.put(config)
-        pending: dict[object, ShardJob] = {}
-        queue = list(reversed(jobs))
-        while queue or pending:
-            while queue and len(pending) < config.in_flight:
-                job = queue.pop()
-                pending[task.remote(job, config_ref)] = job
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            job = pending.pop(ready[0])
+@dataclass(frozen=True)
+class VideoDone:
+    """A video finished (ingested or failed)."""
+
+    job: ShardJob
+    report: VideoReport
+
+
+@dataclass(frozen=True)
+class ShardDone:
+    """A shard was written (``part``) or could not be (``error``)."""
+
+    job: ShardJob
+    part: ShardPart | None
+    error: BaseException | None = None
+
+
+@dataclass
+class _ShardInProgress:
+    job: ShardJob
+    reports: list[VideoReport | None]
+    pieces: dict[int, Any] = field(default_factory=dict)
+
+    def complete(self) -> bool:
+        return all(report is not None for report in self.reports)
+
+
+def distribute(jobs: list[ShardJob], engine: Engine, in_flight: int) -> Iterator[VideoDone | ShardDone]:
+    """Run every video of ``jobs`` and write every shard; yields an event as each video and shard finishes."""
+    queue = deque((job, index) for job in jobs for index in range(len(job.items)))
+    shards = {job.name: _ShardInProgress(job, [None] * len(job.items)) for job in jobs}
+    videos: dict[Hashable, tuple[ShardJob, int]] = {}
+    writes: dict[Hashable, ShardJob] = {}
+    for job in jobs:  # a shard with no videos is written at once (cannot happen from a plan, but stay total)
+        if not job.items:
+            writes[engine.submit_shard(job, [], [])] = job
+    while queue or videos or writes:
+        while queue and len(videos) < in_flight:
+            job, index = queue.popleft()
+            videos[engine.submit_video(job.items[index])] = (job, index)
+        for handle in engine.wait(list(videos) + list(writes)):
+            if handle in writes:
+                job = writes.pop(handle)
+                try:
+                    yield ShardDone(job, engine.shard_outcome(handle))
+                except Exception as error:  # noqa: BLE001 - reported per shard, the run goes on
+                    yield ShardDone(job, None, error)
+                continue
+            job, index = videos.pop(handle)
+            shard = shards[job.name]
             try:
-                yield job, ray.get(ready[0])
-            except Exception as error:  # noqa: BLE001 - reported per job, the run goes on
-                yield job, error
-    finally:
-        if started_here:
-            ray.shutdown()
-
-
-def _run_in_processes(jobs: list[ShardJob], config: IngestConfig) -> Iterator[Outcome]:
-    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
-    os.environ.update(worker_env(config.threads_per_worker))  # inherited by the spawned workers
-    try:
-        yield from _process_pool(jobs, config)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def _process_pool(jobs: list[ShardJob], config: IngestConfig) -> Iterator[Outcome]:
-    queue = list(reversed(jobs))
-    attempts: dict[str, int] = {}
-    context = multiprocessing.get_context("spawn")
-    while queue:
-        pool = ProcessPoolExecutor(max_workers=config.workers, mp_context=context)
-        pending: dict[Future[ShardPart], ShardJob] = {}
-        try:
-            while queue or pending:
-                while queue and len(pending) < config.in_flight:
-                    job = queue.pop()
-                    pending[pool.submit(ingest_shard, job, config)] = job
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    job = pending.pop(future)
-                    error = future.exception()
-                    if error is None:
-                        yield job, future.result()
-                    elif isinstance(error, BrokenProcessPool) and attempts.get(job.name, 0) < config.task_retries:
-                        attempts[job.name] = attempts.get(job.name, 0) + 1
-                        queue.append(job)
-                    else:
-                        yield job, error
-                if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
-                    queue.extend(pending.values())  # the pool is gone: resubmit what it held
-                    pending.clear()
-                    break
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+                report, piece = engine.video_outcome(handle)
+            except Exception as error:  # noqa: BLE001 - the worker kept dying on this video
+                report, piece = crashed_report(job.items[index], error), None
+            shard.reports[index] = report
+            if report.row.status == OK:
+                shard.pieces[index] = piece
+            yield VideoDone(job, report)
+            if shard.complete():
+                reports = [report for report in shard.reports if report is not None]
+                pieces = [shard.pieces[i] for i in sorted(shard.pieces)]
+                writes[engine.submit_shard(job, reports, pieces)] = job
+                del shards[job.name]

@@ -11,15 +11,17 @@ from dataclasses import dataclass, field, replace
 import pandas as pd
 from rich.console import Console
 
+from avts.atomic import atomic_write_text, remove_partials
+from avts.progress import CountProgress
+from avts.schema import SCHEMA_VERSION
 from pipeline.config import IngestConfig
 from pipeline.discover import ShardJob, find_files, plan_shards, stats_subset_size
-from pipeline.distributor import run_jobs
-from pipeline.manifest import FAILED, OK, ShardPart, VideoRow, part_path, read_part
+from pipeline.distributor import Engine, ShardDone, VideoDone, distribute, worker_env
+from pipeline.manifest import FAILED, OK, ShardPart, VideoRow, part_path, read_part, video_row
+from pipeline.moments import combine
+from pipeline.process_engine import ProcessEngine
+from pipeline.ray_engine import RayEngine
 from pipeline.tables import write_tables
-from pipeline.progress import CountProgress
-from pipeline.schema import SCHEMA_VERSION
-from pipeline.stats import combine, write_stats
-from pipeline.writer import atomic_write_bytes, remove_partials
 
 SETTINGS_FILE = "ingest.json"
 
@@ -44,11 +46,6 @@ class IngestSummary:
     elapsed_s: float = 0.0
 
 
-def reason_category(reason: str | None) -> str:
-    """The stable part of a failure reason (before the detail), for grouping."""
-    return (reason or "unknown").split(":", 1)[0]
-
-
 def run_ingest(config: IngestConfig, console: Console | None = None) -> IngestSummary:
     """Ingest ``config.src`` into shards and manifests; resumes a previous run with the same settings."""
     started = time.monotonic()
@@ -63,16 +60,21 @@ def run_ingest(config: IngestConfig, console: Console | None = None) -> IngestSu
     parts = list(finished.values())
     failed_rows: list[VideoRow] = []
     failed_shards = 0
-    with CountProgress("ingest", len(files), "videos", console=console, plain=config.plain_progress) as bar:
-        bar.advance(sum(len(p.videos) for p in parts), sum(r.status == FAILED for p in parts for r in p.videos))
-        for job, outcome in run_jobs(todo, config):
-            if isinstance(outcome, ShardPart):
-                parts.append(outcome)
-                bar.advance(len(outcome.videos), sum(row.status == FAILED for row in outcome.videos))
-            else:
-                failed_shards += 1
-                failed_rows.extend(rows_for_failed_shard(job, outcome))
-                bar.advance(len(job.items), len(job.items))
+    with CountProgress("ingest", len(files), "videos", console=console, plain=config.plain) as bar:
+        bar.already_done(sum(len(p.videos) for p in parts), sum(r.status == FAILED for p in parts for r in p.videos))
+        engine = start_engine(config) if todo else None
+        try:
+            for event in distribute(todo, engine, config.in_flight) if engine else ():
+                if isinstance(event, VideoDone):
+                    bar.advance(1, int(event.report.row.status == FAILED))
+                elif event.part is not None:
+                    parts.append(event.part)
+                else:
+                    failed_shards += 1
+                    failed_rows.extend(rows_for_failed_shard(event))
+        finally:
+            if engine is not None:
+                engine.close()
     parts.sort(key=lambda part: part.record.shard)
     subset = choose_stats_subset(parts, config.stats_fraction)
     for part in parts:
@@ -83,7 +85,7 @@ def run_ingest(config: IngestConfig, console: Console | None = None) -> IngestSu
         raise IngestError(f"nothing was ingested from {len(files)} files; see the reasons in "
                           f"{config.manifest_dir / 'videos.parquet'}: {summary.failed_by_reason}")
     if subset:
-        write_stats(config.manifest_dir / "stats.json", combine(parts, subset, config.stats_fraction, config.seed))
+        combine(parts, subset, config.stats_fraction, config.seed).save(config.manifest_dir / "stats.json")
     return summary
 
 
@@ -111,7 +113,7 @@ def prepare_output(config: IngestConfig, jobs: list[ShardJob]) -> None:
                               "rerun with the same settings to resume, or pass --overwrite to start over")
     config.out.mkdir(parents=True, exist_ok=True)
     (config.manifest_dir / "parts").mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(settings_path, json.dumps(settings, indent=2).encode("utf-8"))
+    atomic_write_text(settings_path, json.dumps(settings, indent=2))
     for folder in (config.out, config.manifest_dir, config.manifest_dir / "parts"):
         remove_partials(folder)
     planned = {job.name for job in jobs}
@@ -131,14 +133,18 @@ def completed_part(config: IngestConfig, job: ShardJob) -> ShardPart | None:
     return part
 
 
-def rows_for_failed_shard(job: ShardJob, error: BaseException) -> list[VideoRow]:
-    """Failed rows for the videos of a shard whose worker kept dying; a rerun retries them."""
-    reason = f"worker failed: {type(error).__name__}: {error}"[:500]
-    return [VideoRow(key=item.key, path=item.relpath, label=item.label, split=item.split, status=FAILED,
-                     reason=reason, duration_s=None, fps=None, width=None, height=None, has_audio=None,
-                     audio_sample_rate=None, audio_channels=None, shard=None,
-                     in_stats_subset=False, source_bytes=item.path.stat().st_size, stats_rank=item.stats_rank)
-            for item in job.items]
+def start_engine(config: IngestConfig) -> Engine:
+    """The configured engine, its workers' math libraries limited to their threads."""
+    env = worker_env(config.threads_per_worker)
+    if config.engine == "ray":
+        return RayEngine(config, env)
+    return ProcessEngine(config.workers, config.encode_settings(), config.shard_output(), config.task_retries, env)
+
+
+def rows_for_failed_shard(event: ShardDone) -> list[VideoRow]:
+    """Failed rows for the videos of a shard that could not be written; a rerun retries them."""
+    detail = f"{type(event.error).__name__}: {event.error}"[:500]
+    return [video_row(item, FAILED, reason="shard not written", detail=detail) for item in event.job.items]
 
 
 def summarize(videos: pd.DataFrame, shards: pd.DataFrame, resumed: int, failed_shards: int,
@@ -148,6 +154,6 @@ def summarize(videos: pd.DataFrame, shards: pd.DataFrame, resumed: int, failed_s
     failed = videos[videos.status == FAILED]
     return IngestSummary(
         videos=len(videos), ok=len(ok), failed=len(failed),
-        failed_by_reason=dict(Counter(reason_category(r) for r in failed.reason)),
+        failed_by_reason=dict(Counter(reason or "unknown" for reason in failed.reason)),
         hours=float(ok.duration_s.sum()) / 3600, shards=len(shards), bytes=int(shards.bytes.sum()),
         resumed_shards=resumed, failed_shards=failed_shards, elapsed_s=elapsed_s)

@@ -10,10 +10,23 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipeline.writer import atomic_write_bytes
+from avts.atomic import atomic_write_bytes
+from pipeline.discover import VideoItem
 
 OK = "ok"
 FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What was learned about a source file, kept for the manifest even when it fails."""
+
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    has_audio: bool | None = None
+    audio_sample_rate: int | None = None
+    audio_channels: int | None = None
 
 
 @dataclass(frozen=True)
@@ -25,7 +38,8 @@ class VideoRow:
     label: str | None
     split: str
     status: str
-    reason: str | None
+    reason: str | None  # short and stable ("corrupt", "too short", ...): what failed rows are grouped by
+    detail: str | None  # what exactly was wrong, for a person
     duration_s: float | None
     fps: float | None
     width: int | None
@@ -40,6 +54,22 @@ class VideoRow:
     stats_rank: int | None = None
 
 
+def video_row(item: VideoItem, status: str, *, source: SourceInfo | None = None, reason: str | None = None,
+              detail: str | None = None, shard: str | None = None, duration_s: float | None = None,
+              decode_errors: int = 0) -> VideoRow:
+    """The manifest row of ``item``: what the plan knows, plus what transcoding learned."""
+    info = source or SourceInfo()
+    try:
+        source_bytes = item.path.stat().st_size
+    except OSError:
+        source_bytes = 0
+    return VideoRow(key=item.key, path=item.relpath, label=item.label, split=item.split, status=status,
+                    reason=reason, detail=detail or None, duration_s=duration_s, fps=info.fps, width=info.width,
+                    height=info.height, has_audio=info.has_audio, audio_sample_rate=info.audio_sample_rate,
+                    audio_channels=info.audio_channels, shard=shard, in_stats_subset=False,
+                    source_bytes=source_bytes, decode_errors=decode_errors, stats_rank=item.stats_rank)
+
+
 @dataclass(frozen=True)
 class ShardRecord:
     """One row of ``shards.parquet``."""
@@ -49,27 +79,31 @@ class ShardRecord:
     samples: int
     bytes: int
     sha256: str
+    node: str  # the Ray node id (or host name) of the worker that wrote the shard
+
+
+Moments = tuple[list[float], list[float], int]  # per-filter sums, sums of squares, frames
 
 
 @dataclass
 class ShardPart:
-    """Everything a worker reports about one shard; also the content of its part file."""
+    """Everything known about one written shard; also the content of its part file."""
 
     record: ShardRecord
     videos: list[VideoRow]
-    # per ingested training video: [per-filter sums, per-filter sums of squares, frames]
-    moments: dict[str, tuple[list[float], list[float], int]] = field(default_factory=dict)
+    moments: dict[str, Moments] = field(default_factory=dict)  # per ingested training video
 
     def to_json(self) -> bytes:
         """Serialize for the part file."""
         return json.dumps(asdict(self), ensure_ascii=False).encode("utf-8")
 
     @classmethod
-    def from_json(cls, data: bytes) -> "ShardPart":
+    def from_json(cls, data: bytes) -> ShardPart:
         """Parse a part file."""
         raw = json.loads(data)
+        moments = {key: (list(value[0]), list(value[1]), int(value[2])) for key, value in raw["moments"].items()}
         return cls(record=ShardRecord(**raw["record"]), videos=[VideoRow(**row) for row in raw["videos"]],
-                   moments={key: tuple(value) for key, value in raw["moments"].items()})
+                   moments=moments)
 
 
 def part_path(manifest_dir: Path, shard: str) -> Path:

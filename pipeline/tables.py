@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from avts.atomic import atomic_path
 from pipeline.manifest import ShardPart, ShardRecord, VideoRow
 
 
@@ -21,7 +22,6 @@ def write_tables(manifest_dir: Path, parts: list[ShardPart],
     videos = videos.sort_values("key", kind="stable").reset_index(drop=True)
     manifest_dir.mkdir(parents=True, exist_ok=True)
     for table, name in ((videos, "videos.parquet"), (shards, "shards.parquet")):
-        tmp = manifest_dir / f".{name}.tmp"
-        table.to_parquet(tmp, index=False)
-        tmp.replace(manifest_dir / name)
+        with atomic_path(manifest_dir / name) as tmp:
+            table.to_parquet(tmp, index=False)
     return videos, shards

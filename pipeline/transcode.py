@@ -8,26 +8,15 @@ import av
 import numpy as np
 
 from pipeline.audio import AudioCollector, align_to_video, log_filterbank, mp3_round_trip, rms_dbfs
-from pipeline.config import IngestConfig
+from pipeline.config import EncodeSettings
 from pipeline.discover import VideoItem
-from pipeline.schema import AUDIO_SAMPLE_RATE, FBANK_DTYPE, VIDEO_FPS, Sample, SampleMeta
+from pipeline.manifest import SourceInfo
+from avts.schema import AUDIO_SAMPLE_RATE, FBANK_DTYPE, VIDEO_FPS, Sample, SampleMeta
 from pipeline.video import VideoResampler
 
 SILENCE_DBFS = -70.0
 MAX_DECODE_ERRORS = 50
 TEXT_FORMATS = {"tty"}  # ffmpeg opens .txt/.nfo/... text as an ANSI-art "video"; not a media file
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    """What was learned about the source file, kept for the manifest even when it fails."""
-
-    fps: float | None = None
-    width: int | None = None
-    height: int | None = None
-    has_audio: bool = False
-    audio_sample_rate: int | None = None
-    audio_channels: int | None = None
 
 
 class MediaError(Exception):
@@ -77,18 +66,18 @@ def source_info(container: av.container.InputContainer) -> SourceInfo:
     )
 
 
-def transcode(item: VideoItem, config: IngestConfig) -> Transcoded:
+def transcode(item: VideoItem, settings: EncodeSettings) -> Transcoded:
     """Decode ``item`` once and build its sample: 25 fps video, aligned audio features, metadata."""
     with open_media(item) as container:
         info = source_info(container)
         try:
-            return _transcode_open(item, config, container, info)
+            return _transcode_open(item, settings, container, info)
         except MediaError as error:
             error.source = info
             raise
 
 
-def _transcode_open(item: VideoItem, config: IngestConfig, container: av.container.InputContainer,
+def _transcode_open(item: VideoItem, settings: EncodeSettings, container: av.container.InputContainer,
                     info: SourceInfo) -> Transcoded:
     video_stream = container.streams.best("video")
     audio_stream = container.streams.best("audio")
@@ -97,27 +86,27 @@ def _transcode_open(item: VideoItem, config: IngestConfig, container: av.contain
     if audio_stream is None:
         raise MediaError("no audio stream")
     for stream in (video_stream, audio_stream):
-        stream.codec_context.thread_count = config.threads_per_worker
-    video = VideoResampler(config.short_side, config.crf, config.x264_preset, config.threads_per_worker)
+        stream.codec_context.thread_count = settings.threads
+    video = VideoResampler(settings.short_side, settings.crf, settings.preset, settings.threads)
     audio = AudioCollector()
     errors = decode_streams(container, video_stream, audio_stream, video, audio)
     try:
         encoded = video.finish()
     except ValueError as error:
         raise MediaError("corrupt", errors[-1] if errors else "no decodable video frames") from error
-    if encoded.frames < config.min_duration_s * VIDEO_FPS:
-        raise MediaError("too short", f"{encoded.frames / VIDEO_FPS:.2f} s < {config.min_duration_s} s")
+    if encoded.frames < settings.min_duration * VIDEO_FPS:
+        raise MediaError("too short", f"{encoded.frames / VIDEO_FPS:.2f} s < {settings.min_duration} s")
     signal = audio.finish()
     if audio.start_s is None or len(signal) == 0:
         raise MediaError("corrupt", errors[-1] if errors else "no decodable audio")
     aligned, padded = align_to_video(signal, audio.start_s, encoded.start_s, encoded.frames)
-    if padded > len(aligned) - config.min_duration_s * AUDIO_SAMPLE_RATE:
+    if padded > len(aligned) - settings.min_duration * AUDIO_SAMPLE_RATE:
         raise MediaError("audio too short", f"covers {(len(aligned) - padded) / AUDIO_SAMPLE_RATE:.2f} s")
     level = rms_dbfs(aligned)
     if level < SILENCE_DBFS:
         raise MediaError("silent audio", f"RMS {level:.0f} dBFS")
-    if config.mp3:
-        aligned = mp3_round_trip(aligned, config.mp3_bitrate)
+    if settings.mp3:
+        aligned = mp3_round_trip(aligned, settings.mp3_bitrate)
     fbank = log_filterbank(aligned).astype(FBANK_DTYPE)
     if round(video.rotation) % 180 != 0:  # report the displayed size, as the stored video shows it
         info = replace(info, width=info.height, height=info.width)
@@ -127,7 +116,7 @@ def _transcode_open(item: VideoItem, config: IngestConfig, container: av.contain
         fps=info.fps or 0.0,
         width=info.width or 0, height=info.height or 0, stored_width=encoded.width, stored_height=encoded.height,
         audio_sample_rate=info.audio_sample_rate or 0, audio_channels=info.audio_channels or 0,
-        audio_pad_s=padded / AUDIO_SAMPLE_RATE, mp3=config.mp3,
+        audio_pad_s=padded / AUDIO_SAMPLE_RATE, mp3=settings.mp3,
     )
     return Transcoded(Sample(item.key, encoded.data, fbank, meta), info, len(errors))
 
@@ -158,9 +147,3 @@ def decode_streams(container: av.container.InputContainer, video_stream: av.Vide
     except av.FFmpegError as error:
         errors.append(str(error))
     return errors
-
-
-def fbank_moments(fbank: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Per-filter sum, sum of squares and frame count (float64), for the normalization statistics."""
-    values = fbank.astype(np.float64)
-    return values.sum(axis=0), np.square(values).sum(axis=0), len(values)

@@ -2,7 +2,7 @@
 
 One pass, in memory, with the ffmpeg libraries through PyAV: a filter graph (rotation, ``fps=25`` by
 timestamps so variable-frame-rate sources come out constant, ``scale``, ``format=yuv420p``) feeds a libx264
-encoder with a fixed GOP (see :mod:`pipeline.schema`) muxed into an MP4 in a ``BytesIO``.
+encoder with a fixed GOP (see :mod:`avts.schema`) muxed into an MP4 in a ``BytesIO``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from fractions import Fraction
 
 import av
 
-from pipeline.schema import GOP_FRAMES, VIDEO_FPS
+from avts.schema import GOP_FRAMES, VIDEO_FPS
 
 _OUTPUT_TIME_BASE = Fraction(1, VIDEO_FPS)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.audio import align_to_video, log_filterbank, mp3_round_trip
-from pipeline.schema import audio_samples_for
+from avts.schema import audio_samples_for
 
 
 def clicks(length: int, at: list[int]) -> np.ndarray:

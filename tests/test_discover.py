@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.discover import (find_files, label_of, plan_shards, split_of, stats_order, stats_subset_size,
                                video_key)
-from pipeline.schema import TRAIN, VAL
+from avts.schema import TRAIN, VAL
 
 SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 AWKWARD = [

@@ -16,7 +16,7 @@ import pytest
 import webdataset as wds
 from python_speech_features import logfbank
 
-from pipeline.schema import FEATURES_PER_FRAME, VIDEO_FPS, audio_samples_for, decode_sample
+from avts.schema import FEATURES_PER_FRAME, VIDEO_FPS, audio_samples_for, decode_sample
 from tests.conftest import run_cli
 
 

@@ -1,0 +1,98 @@
+"""Command-line flags made from a configuration dataclass, so that every default is written once.
+
+Each stage has one frozen dataclass holding its settings. A field declared with :func:`option` carries its
+help text; :func:`add_config_arguments` turns every such field into a flag of the same name
+(``min_duration`` → ``--min-duration``) whose default is the field's default, and :func:`config_from_args`
+builds the dataclass back from the parsed flags. The dataclass's ``__post_init__`` validates values;
+its ``ValueError`` becomes an argparse usage error with that message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+Config = TypeVar("Config")
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str, choices: Sequence[Any] | None = None,
+           factory: Callable[[], Any] | None = None, metavar: str | None = None, cli: bool = True) -> Any:
+    """A dataclass field with its command-line help (``default`` or ``factory`` as in :func:`dataclasses.field`).
+
+    ``cli=False`` keeps the field off the command line (set by code, e.g. a value another field implies).
+    """
+    metadata = {"help": help, "choices": tuple(choices) if choices else None, "metavar": metavar, "cli": cli}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def flag_name(field_name: str) -> str:
+    """The flag of a field: ``video_time_bins`` → ``--video-time-bins``."""
+    return "--" + field_name.replace("_", "-")
+
+
+def _without_none(kind: Any) -> Any:
+    """``X | None`` → ``X`` (an optional field simply defaults to None); anything else unchanged."""
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) in (typing.Union, types.UnionType) and type(None) in args:
+        return next(arg for arg in args if arg is not type(None))
+    return kind
+
+
+def _default_text(value: Any) -> str:
+    return " ".join(str(item) for item in value) if isinstance(value, tuple) else str(value)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_type: type, skip: Sequence[str] = ()) -> None:
+    """Add one flag per command-line field of ``config_type`` (fields made with :func:`option`)."""
+    hints = typing.get_type_hints(config_type)
+    for field in dataclasses.fields(config_type):
+        if field.name in skip or "help" not in field.metadata or not field.metadata["cli"]:
+            continue
+        kind = _without_none(hints[field.name])
+        required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+        default = None if required else (field.default if field.default is not dataclasses.MISSING
+                                         else field.default_factory())  # type: ignore[misc]
+        shown = not required and field.default_factory is dataclasses.MISSING and default not in (None, False)
+        help_text = field.metadata["help"] + (f" (default: {_default_text(default)})" if shown else "")
+        common: dict[str, Any] = {"dest": field.name, "help": help_text}
+        if kind is bool:
+            if default is True:
+                parser.add_argument(flag_name(field.name), action=argparse.BooleanOptionalAction, default=True,
+                                    **common)
+            else:  # False, or None meaning "decide automatically"
+                parser.add_argument(flag_name(field.name), action="store_true", default=default, **common)
+            continue
+        if typing.get_origin(kind) is tuple:
+            item = typing.get_args(kind)[0]
+            parser.add_argument(flag_name(field.name), type=item, nargs="+", default=default, **common)
+            continue
+        converter = Path if kind is Path else kind
+        parser.add_argument(flag_name(field.name), type=converter, default=default, required=required,
+                            choices=field.metadata["choices"], metavar=field.metadata["metavar"], **common)
+
+
+def config_from_args(config_type: Callable[..., Config], args: argparse.Namespace,
+                     parser: argparse.ArgumentParser, **overrides: Any) -> Config:
+    """Build the configuration from parsed flags (plus ``overrides``); invalid values exit with a usage error."""
+    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(config_type)  # type: ignore[arg-type]
+              if hasattr(args, field.name)}
+    values = {name: tuple(value) if isinstance(value, list) else value for name, value in values.items()}
+    try:
+        return config_type(**{**values, **overrides})
+    except ValueError as error:
+        parser.error(str(error))
+        raise  # unreachable: parser.error exits
+
+
+def validate(checks: Sequence[tuple[bool, str]]) -> None:
+    """Raise ``ValueError`` with the message of the first failed ``(condition, message)`` check."""
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)

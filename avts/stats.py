@@ -1,0 +1,44 @@
+"""The normalization statistics file (``stats.json``): per-filter mean and std of the audio features.
+
+Written by `avts-ingest` from a seeded share of the training videos; read by `avts-train` to Z-normalize
+audio, and stored inside every checkpoint so that a trained model carries the normalization it learned with.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from avts.atomic import atomic_write_text
+
+
+@dataclass(frozen=True)
+class FeatureStats:
+    """What ``stats.json`` holds."""
+
+    mean: list[float]
+    std: list[float]
+    frames: int
+    videos: int
+    fraction: float
+    seed: int
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureStats:
+        """Build from the decoded JSON (extra keys a newer writer added are ignored)."""
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+
+    @classmethod
+    def load(cls, path: Path) -> FeatureStats:
+        """Read ``stats.json``."""
+        return cls.from_dict(json.loads(path.read_text()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready content."""
+        return asdict(self)
+
+    def save(self, path: Path) -> None:
+        """Write ``stats.json`` atomically."""
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2))

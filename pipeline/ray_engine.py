@@ -1,0 +1,82 @@
+"""Ray tasks for :func:`pipeline.distributor.distribute`: a local Ray, or a cluster joined with ``--address``.
+
+A video task returns two objects: its small report, which the driver reads, and its tar piece, which stays
+in Ray's object store until the shard-writing task (scheduled anywhere in the cluster) takes it. Ray retries
+a task whose worker or node died (``task_retries``) and rebuilds lost pieces from their lineage.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable
+from typing import Any
+
+from pipeline.config import EncodeSettings, IngestConfig, ShardOutput
+from pipeline.discover import ShardJob, VideoItem
+from pipeline.manifest import ShardPart
+from pipeline.tasks import VideoReport, transcode_video, write_shard
+
+
+def transcode_split(item: VideoItem, settings: EncodeSettings) -> tuple[VideoReport, bytes | None]:
+    """:func:`pipeline.tasks.transcode_video` with its result split in two Ray objects."""
+    result = transcode_video(item, settings)
+    return result.report, result.tar_bytes
+
+
+class RayEngine:
+    """Transcodes videos and writes shards as Ray tasks."""
+
+    def __init__(self, config: IngestConfig, env: dict[str, str]) -> None:
+        try:
+            import ray
+        except ImportError as error:
+            raise RuntimeError("Ray is not installed: `pip install 'ray[default]'` or use --engine processes") \
+                from error
+        self._ray = ray
+        address = config.address or os.environ.get("RAY_ADDRESS")
+        self._started_here = not ray.is_initialized()
+        if self._started_here:
+            runtime_env = {"env_vars": env}
+            if address:
+                ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
+            else:
+                ray.init(num_cpus=config.workers * config.threads_per_worker, include_dashboard=False,
+                         log_to_driver=False, configure_logging=False, runtime_env=runtime_env)
+        self._transcode = ray.remote(num_cpus=config.threads_per_worker, max_retries=config.task_retries,
+                                     num_returns=2)(transcode_split)
+        self._write = ray.remote(num_cpus=0, max_retries=config.task_retries)(write_shard)
+        self._settings = ray.put(config.encode_settings())
+        self._output = ray.put(config.shard_output())
+        self._pieces: dict[Hashable, Any] = {}
+
+    def submit_video(self, item: VideoItem) -> Hashable:
+        """Start a video task."""
+        report, piece = self._transcode.remote(item, self._settings)
+        self._pieces[report] = piece
+        return report
+
+    def video_outcome(self, handle: Hashable) -> tuple[VideoReport, Any]:
+        """The report of a finished video and the reference of its piece."""
+        piece = self._pieces.pop(handle)
+        report: VideoReport = self._ray.get(handle)
+        return report, piece
+
+    def submit_shard(self, job: ShardJob, reports: list[VideoReport], pieces: list[Any]) -> Hashable:
+        """Start a shard-writing task; Ray hands it the pieces wherever it runs."""
+        return self._write.remote(job, reports, self._output, *pieces)
+
+    def shard_outcome(self, handle: Hashable) -> ShardPart:
+        """The part of a written shard."""
+        part: ShardPart = self._ray.get(handle)
+        return part
+
+    def wait(self, handles: list[Hashable]) -> list[Hashable]:
+        """Block until at least one task is finished; return all that are."""
+        self._ray.wait(handles, num_returns=1, fetch_local=False)
+        ready, _ = self._ray.wait(handles, num_returns=len(handles), timeout=0, fetch_local=False)
+        return list(ready)
+
+    def close(self) -> None:
+        """Shut down the local Ray this engine started (a joined cluster keeps running)."""
+        if self._started_here:
+            self._ray.shutdown()
