@@ -245,7 +245,7 @@ def timed(name: str, workers: int | None, action, note: str = "") -> Timing:
 
 def filter_chain(short_side: int) -> str:
     """The ingest's filter chain for an unrotated source (the CLI autorotates the others by itself)."""
-    from pipeline.schema import VIDEO_FPS
+    from avts.schema import VIDEO_FPS
     from pipeline.video import short_side_scale
 
     return f"fps={VIDEO_FPS},scale={short_side_scale(short_side)},format=yuv420p"
@@ -257,11 +257,11 @@ def floor_command(clip: Path) -> list[str]:
 
 
 def cli_command(clip: Path, out: Path, single_thread: bool, config) -> list[str]:
-    from pipeline.schema import AUDIO_SAMPLE_RATE, GOP_FRAMES
+    from avts.schema import AUDIO_SAMPLE_RATE, GOP_FRAMES
     from pipeline.video import x264_options
 
     one = ["-threads", "1"] if single_thread else []
-    x264 = x264_options(config.x264_preset, config.crf, GOP_FRAMES)  # exactly the ingest's encoder settings
+    x264 = x264_options(config.preset, config.crf, GOP_FRAMES)  # exactly the ingest's encoder settings
     return (["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *one, "-i", str(clip),
              *(["-filter_threads", "1"] if single_thread else []),
              "-vf", filter_chain(config.short_side),
@@ -283,8 +283,7 @@ def ingest_config(src: Path, out_root: Path, workers: int, engine: str, shard_si
     from pipeline.config import IngestConfig
 
     return IngestConfig(src=src, out=out_root / "shards", manifests=out_root / "manifests", workers=workers,
-                        engine=engine, shard_size=shard_size, val_fraction=0.0, overwrite=True,
-                        plain_progress=True)
+                        engine=engine, shard_size=shard_size, val_fraction=0.0, overwrite=True, plain=True)
 
 
 def run_ours(config) -> object:
@@ -303,13 +302,13 @@ def transcode_loop(clips: list[Path], config) -> None:
 
     for clip in clips:
         values = {"key": "bench", "path": clip.resolve(), "relpath": clip.name, "label": None, "split": "train"}
-        transcode(VideoItem(**{f.name: values.get(f.name) for f in fields(VideoItem)}), config)
+        transcode(VideoItem(**{f.name: values.get(f.name) for f in fields(VideoItem)}), config.encode_settings())
 
 
 def worker_import_s() -> float:
     """Diagnostic: wall time of a fresh interpreter importing the worker module (each spawned worker pays it)."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import pipeline.shard_worker"], cwd=REPO, check=True)
+    subprocess.run([sys.executable, "-c", "import pipeline.tasks"], cwd=REPO, check=True)
     return time.perf_counter() - started
 
 
@@ -630,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_diagnostics:
         imports = min(worker_import_s() for _ in range(2))
         report.notes.append(f"Diagnostic: a fresh interpreter takes {imports:.2f} s (wall, best of 2) to "
-                            "`import pipeline.shard_worker`; every worker process that the ingest starts pays "
+                            "`import pipeline.tasks`; every worker process that the ingest starts pays "
                             "this once per run. The `transcode()` loop row is the per-file work alone (no worker "
                             "processes, shards or manifests), one file after another in the benchmark's process.")
 

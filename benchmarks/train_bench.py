@@ -35,12 +35,12 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 
 from bench_results import machine_line, write_section  # noqa: E402
 from pipeline.audio import AudioCollector, log_filterbank  # noqa: E402
-from pipeline.schema import FEATURES_PER_FRAME, VIDEO_FPS  # noqa: E402
+from avts.schema import FEATURES_PER_FRAME, VIDEO_FPS  # noqa: E402
 from trainer.augment import AudioNormalizer  # noqa: E402
 from trainer.data import Batch, Example, LoaderSpec, audio_context, build_loader, collate, square_crop  # noqa: E402
-from trainer.forward import InputSettings, training_step  # noqa: E402
-from trainer.models import build_avts  # noqa: E402
-from trainer.pair_model import PairModel  # noqa: E402
+from trainer.models import AVTSModel, ModelSpec, build_avts  # noqa: E402
+from trainer.optim import build_optimizer  # noqa: E402
+from trainer.step import InputSettings, training_step  # noqa: E402
 from trainer.sampler import NegativeMix, PairSampler  # noqa: E402
 
 MIX = NegativeMix(easy=0.75, hard=0.25)
@@ -50,7 +50,7 @@ MIX = NegativeMix(easy=0.75, hard=0.25)
 class Setup:
     """The model and GPU pipeline shared by all modes."""
 
-    model: PairModel
+    model: AVTSModel
     optimizer: torch.optim.Optimizer
     settings: InputSettings
     generator: torch.Generator
@@ -115,17 +115,17 @@ def one_math_thread(_: int) -> None:
 def make_setup(args: argparse.Namespace, device: torch.device) -> Setup:
     """Model, optimizer and GPU pipeline as avts-train builds them."""
     torch.manual_seed(0)
-    model = PairModel(build_avts(args.arch, args.width, args.width, 128), None).to(device)
+    model = build_avts(ModelSpec(arch=args.arch, width=args.width, audio_width=args.width)).to(device)
     if device.type == "cuda":
-        model.net.video.to(memory_format=torch.channels_last_3d)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        model.video.to(memory_format=torch.channels_last_3d)
+    optimizer = build_optimizer(model.parameters(), "sgd", lr=0.01, momentum=0.9, weight_decay=1e-4)
     settings = InputSettings(args.crop, (1.0, 0.875, 0.75, 0.66),
                              AudioNormalizer([0.0] * 40, [1.0] * 40, device), PairSampler())
     return Setup(model, optimizer, settings, torch.Generator(device).manual_seed(0), device)
 
 
 def train_step(setup: Setup, batch: Batch, mark=None) -> torch.Tensor:
-    """The avts-train step (:func:`trainer.forward.training_step`) with this benchmark's negative mix."""
+    """The avts-train step (:func:`trainer.step.training_step`) with this benchmark's negative mix."""
     return training_step(setup.model, setup.optimizer, batch, setup.settings, MIX, setup.generator, 0.99, mark).loss
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import av
 import numpy as np
+
+from avts.config_cli import option, validate
 
 METADATA_KEY = "avts_synth"
 METADATA_VERSION = 1
@@ -42,29 +45,29 @@ _CR = np.array([112, -94, -18], np.int32)
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """What to generate: ``videos`` files of ``duration_s`` seconds into ``out``."""
+    """What to generate: ``videos`` files of ``duration`` seconds into ``out``; `avts-synth`'s flags."""
 
-    out: Path
-    videos: int
-    duration_s: float = 6.0
-    size: int = 128
-    fps: int = 25
-    sample_rate: int = 16000
-    seed: int = 0
-    workers: int = 1
-    min_gap_s: float = 0.25
-    max_gap_s: float = 0.7
-    event_s: float = 0.12
+    out: Path = option(help="output folder")
+    videos: int = option(help="number of videos")
+    duration: float = option(6.0, help="seconds per video")
+    size: int = option(128, help="frame width and height in pixels (a multiple of 4)")
+    fps: int = option(25, help="frame rate")
+    sample_rate: int = option(16000, help="audio sample rate, Hz")
+    seed: int = option(0, help="random seed (the same seed gives the same files)")
+    workers: int = option(factory=lambda: os.cpu_count() or 1, help="parallel processes (default: cores)")
+    min_gap: float = option(0.25, help="shortest time between event onsets, seconds")
+    max_gap: float = option(0.7, help="longest time between event onsets, seconds")
+    event: float = option(0.12, help="duration of one event (flash and tone burst), seconds")
 
     def __post_init__(self) -> None:
-        if self.videos < 0 or self.workers < 1:
-            raise ValueError("need videos >= 0 and workers >= 1")
-        if self.size < 16 or self.size % 4:
-            raise ValueError(f"size must be a multiple of 4 and at least 16, not {self.size}")
-        if not 0 < self.event_s < self.min_gap_s <= self.max_gap_s:
-            raise ValueError("need 0 < event_s < min_gap_s <= max_gap_s, so that events do not overlap")
-        if self.duration_s <= 0 or self.fps <= 0 or self.sample_rate <= 0:
-            raise ValueError("duration_s, fps and sample_rate must be positive")
+        validate([
+            (self.videos >= 0 and self.workers >= 1, "need --videos ≥ 0 and --workers ≥ 1"),
+            (self.size >= 16 and self.size % 4 == 0, f"--size must be a multiple of 4 and at least 16, not {self.size}"),
+            (0 < self.event < self.min_gap <= self.max_gap,
+             "need 0 < --event < --min-gap ≤ --max-gap, so that events do not overlap"),
+            (self.duration > 0 and self.fps > 0 and self.sample_rate > 0,
+             "--duration, --fps and --sample-rate must be positive"),
+        ])
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ def video_path(out: Path, index: int) -> Path:
 
 
 def draw_events(rng: np.random.Generator, config: SynthConfig) -> list[float]:
-    """Onset times in seconds, each ``min_gap_s`` to ``max_gap_s`` (uniform) after the previous one.
+    """Onset times in seconds, each ``min_gap`` to ``max_gap`` (uniform) after the previous one.
 
     The first follows the start of the video the same way, so no event is cut off at the start and none sits in
     the very first frame, where it could not show as a change. Every event ends before the video does. Times are
@@ -94,8 +97,8 @@ def draw_events(rng: np.random.Generator, config: SynthConfig) -> list[float]:
     events: list[float] = []
     t = 0.0
     while True:
-        t = round(t + rng.uniform(config.min_gap_s, config.max_gap_s), 4)
-        if t + config.event_s > config.duration_s:
+        t = round(t + rng.uniform(config.min_gap, config.max_gap), 4)
+        if t + config.event > config.duration:
             return events
         events.append(t)
 
@@ -123,7 +126,7 @@ def _draw_scene(config: SynthConfig, index: int) -> _Scene:
 
 def _event_samples(config: SynthConfig, events: list[float]) -> list[tuple[int, int]]:
     """``[start, end)`` audio sample range of each event."""
-    length = round(config.event_s * config.sample_rate)
+    length = round(config.event * config.sample_rate)
     return [(round(t * config.sample_rate), round(t * config.sample_rate) + length) for t in events]
 
 
@@ -135,9 +138,9 @@ def _frame_of(sample: int, config: SynthConfig) -> int:
 def _render_audio(config: SynthConfig, scene: _Scene, rng: np.random.Generator) -> np.ndarray:
     """Mono float32 audio: a noise floor plus an enveloped tone burst during each event."""
     sr = config.sample_rate
-    audio = rng.normal(0.0, NOISE_AMPLITUDE, round(config.duration_s * sr))
-    burst_t = np.arange(round(config.event_s * sr)) / sr
-    envelope = np.clip(np.minimum(burst_t / ATTACK_S, (config.event_s - burst_t) / RELEASE_S), 0.0, 1.0)
+    audio = rng.normal(0.0, NOISE_AMPLITUDE, round(config.duration * sr))
+    burst_t = np.arange(round(config.event * sr)) / sr
+    envelope = np.clip(np.minimum(burst_t / ATTACK_S, (config.event - burst_t) / RELEASE_S), 0.0, 1.0)
     burst = TONE_AMPLITUDE * envelope * np.sin(2 * math.pi * scene.tone_hz * burst_t)
     for start, end in _event_samples(config, scene.events):
         audio[start:end] += burst
@@ -146,7 +149,7 @@ def _render_audio(config: SynthConfig, scene: _Scene, rng: np.random.Generator) 
 
 def _frame_states(config: SynthConfig, scene: _Scene) -> Iterator[tuple[int, bool]]:
     """For each video frame: which row of ``scene.positions`` the disc is at, and whether it is flashing."""
-    frames = round(config.duration_s * config.fps)
+    frames = round(config.duration * config.fps)
     position = np.zeros(frames, dtype=int)
     flashing = np.zeros(frames, dtype=bool)
     for i, (start, end) in enumerate(_event_samples(config, scene.events)):
@@ -192,8 +195,8 @@ def _metadata(config: SynthConfig, index: int, scene: _Scene) -> str:
         {
             METADATA_KEY: METADATA_VERSION,
             "events": scene.events,
-            "event_s": config.event_s,
-            "duration_s": config.duration_s,
+            "event_s": config.event,
+            "duration_s": config.duration,
             "fps": config.fps,
             "sample_rate": config.sample_rate,
             "seed": config.seed,

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from trainer.models import AudioNet, AVTSNet, SyncHead, VideoNet, build_avts, video_net
+from trainer.models import AudioNet, AVTSModel, ModelSpec, SyncHead, VideoNet, build_avts, video_net
 
 MCS = (2, 3, 4, 5)
 
@@ -172,18 +172,34 @@ def test_audio_small_width_shapes(n_filters: int, n_frames: int, f_out: int, t_o
 
 
 def test_avts_forward_and_sync_head() -> None:
-    model = build_avts("mc2", width=4, audio_width=4, embed_dim=16).eval()
+    model = build_avts(ModelSpec(arch="mc2", width=4, audio_width=4, embed_dim=16, sync_head=True)).eval()
     with torch.no_grad():
-        v_emb, a_emb = model(torch.randn(2, 3, 4, 16, 16), torch.randn(2, 1, 40, 100))
-        logits = SyncHead(embed_dim=16)(v_emb, a_emb)
+        v_emb, a_emb, logits = model(torch.randn(2, 3, 4, 16, 16), torch.randn(2, 1, 40, 100))
     assert v_emb.shape == a_emb.shape == (2, 16)
-    assert logits.shape == (2, 2)
+    assert torch.allclose(v_emb.norm(dim=1), torch.ones(2)) and torch.allclose(a_emb.norm(dim=1), torch.ones(2))
+    assert logits is not None and logits.shape == (2, 2)
+    assert isinstance(model.head, SyncHead)
     assert model.video.mc == 2
+
+
+def test_model_without_head_or_normalization_returns_raw_embeddings() -> None:
+    model = build_avts(ModelSpec(arch="mc2", width=4, audio_width=4, embed_dim=16, embedding_norm="none")).eval()
+    with torch.no_grad():
+        v_emb, _, logits = model(torch.randn(2, 3, 4, 16, 16), torch.randn(2, 1, 40, 100))
+        raw = model.video(torch.randn(2, 3, 4, 16, 16))
+    assert logits is None
+    assert not torch.allclose(raw.norm(dim=1), torch.ones(2))
+    assert v_emb.shape == (2, 16)
+
+
+def test_model_spec_round_trips_through_a_dict() -> None:
+    spec = ModelSpec(arch="mc4", width=8, audio_width=16, embed_dim=32, video_time_bins=10, sync_head=True)
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
 
 
 def test_avts_rejects_mismatched_embeddings() -> None:
     with pytest.raises(ValueError, match="equal size"):
-        AVTSNet(VideoNet(width=4, embed_dim=16), AudioNet(width=4, embed_dim=32))
+        AVTSModel(VideoNet(width=4, embed_dim=16), AudioNet(width=4, embed_dim=32))
 
 
 def test_tiny_two_stream_model_fits_fixed_batch() -> None:
@@ -192,14 +208,15 @@ def test_tiny_two_stream_model_fits_fixed_batch() -> None:
     The audio window is shortened to 40 frames to keep the test fast on two cores.
     """
     torch.manual_seed(0)
-    model = AVTSNet(VideoNet(width=4, embed_dim=16), AudioNet(width=4, embed_dim=16, n_frames=40))
+    model = AVTSModel(VideoNet(width=4, embed_dim=16), AudioNet(width=4, embed_dim=16, n_frames=40),
+                      normalize=False)
     video = torch.randn(8, 3, 4, 16, 16)
     audio = torch.randn(8, 1, 40, 40)
     y = torch.tensor([1.0, 0.0] * 4)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def loss_fn() -> torch.Tensor:
-        v_emb, a_emb = model(video, audio)
+        v_emb, a_emb, _ = model(video, audio)
         dist = (v_emb - a_emb).norm(dim=1)
         return (y * dist.pow(2) + (1 - y) * (0.99 - dist).clamp(min=0).pow(2)).mean()
 

@@ -63,7 +63,7 @@ def test_two_tiny_epochs_end_to_end(train_shards: Path, tmp_path: Path) -> None:
     checkpoints = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert checkpoints == ["epoch-0001.pt", "epoch-0002.pt", "last.pt"]
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
-    assert state["progress"]["epoch"] == 2 and state["progress"]["global_step"] == epochs[-1]["step"]
+    assert state["state"]["epoch"] == 2 and state["state"]["global_step"] == epochs[-1]["step"]
     assert json.loads((out / "config.json").read_text())["epochs"] == 2
     assert "epoch 2 | loss" in result.stderr
     refused = run(train_command(train_shards, out, "--epochs", "2"))  # same folder without --resume
@@ -83,7 +83,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(train_shards: Path, t
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
         if last.exists():
-            progress = torch.load(last, weights_only=False)["progress"]
+            progress = torch.load(last, weights_only=False)["state"]
             if progress["step_in_epoch"] >= 2:  # mid-epoch, after at least one checkpoint
                 os.killpg(process.pid, signal.SIGKILL)
                 killed_at = progress

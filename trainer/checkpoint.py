@@ -1,35 +1,85 @@
-"""Atomic checkpoints: written to a temporary file, then renamed, so a kill never leaves a broken one."""
+"""Checkpoints: atomic writes, a fallback to the newest intact one, and the trained model for other tools.
+
+A checkpoint is one ``torch.save`` dict: ``format``, ``model_spec`` (to rebuild the model), ``stats``
+(the audio normalization it trained with, so a checkpoint is self-sufficient), ``model``, ``optimizer``,
+``scheduler``, ``state`` (where training stands), ``rng`` (every rank's random state) and ``config``.
+"""
 
 from __future__ import annotations
 
 import os
-import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from rich.console import Console
+
+from avts.atomic import atomic_path
+from avts.stats import FeatureStats
+from trainer.models import AVTSModel, ModelSpec, build_avts
 
 LAST = "last.pt"
+FORMAT = 2
 
 
-def save_checkpoint(folder: Path, state: dict[str, Any], epoch_end: int | None = None, keep: int = 2) -> Path:
+class CheckpointError(Exception):
+    """No usable checkpoint where one was expected; the message says what was tried."""
+
+
+def save_checkpoint(folder: Path, content: dict[str, Any], epoch_end: int | None = None, keep: int = 2) -> Path:
     """Write ``last.pt`` (and ``epoch-NNNN.pt`` at an epoch end, keeping the newest ``keep``)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{LAST}.tmp-{uuid.uuid4().hex}"
-    torch.save(state, tmp)
-    os.replace(tmp, folder / LAST)
+    with atomic_path(folder / LAST) as tmp:
+        torch.save({"format": FORMAT, **content}, tmp)
     if epoch_end is not None:
         target = folder / f"epoch-{epoch_end:04d}.pt"
         target.unlink(missing_ok=True)
-        os.link(folder / LAST, target)  # same bytes, no second write; later `last.pt` updates replace, not modify
+        os.link(folder / LAST, target)  # same bytes, no second write; `last.pt` is later replaced, never modified
         for old in sorted(folder.glob("epoch-*.pt"))[:-keep]:
             old.unlink()
     return folder / LAST
 
 
-def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`."""
-    return torch.load(path, map_location=device, weights_only=False)
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`; a clear error if it is not one."""
+    try:
+        content = torch.load(path, map_location=device, weights_only=False)
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}") from None
+    except Exception as error:  # noqa: BLE001 - truncated, corrupt or not a torch file
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(error).__name__}: {error})") from None
+    if not isinstance(content, dict) or content.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an AVTS checkpoint of format {FORMAT}")
+    return content
+
+
+def candidates(folder: Path) -> list[Path]:
+    """Checkpoints to resume from, best first: ``last.pt``, then epoch checkpoints from the newest."""
+    return [path for path in [folder / LAST, *sorted(folder.glob("epoch-*.pt"), reverse=True)] if path.exists()]
+
+
+def load_resumable(folder: Path, device: torch.device, console: Console) -> dict[str, Any] | None:
+    """The newest readable checkpoint in ``folder`` (saying loudly which ones were skipped), or None if none
+    exists; an error when checkpoints exist but none can be read."""
+    tried = candidates(folder)
+    for path in tried:
+        try:
+            content = load_checkpoint(path, device)
+        except CheckpointError as error:
+            console.print(f"[bold yellow]warning: {error}; trying an older checkpoint")
+            continue
+        if path.name != LAST:
+            console.print(f"[bold yellow]warning: resuming from {path.name} instead of {LAST}")
+        return content
+    if tried:
+        raise CheckpointError(f"none of the checkpoints in {folder} can be read: {', '.join(p.name for p in tried)}")
+    return None
+
+
+def weights_are_finite(model: torch.nn.Module) -> bool:
+    """True when no parameter or buffer holds a NaN or an infinity."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return all(bool(torch.isfinite(tensor).all()) for tensor in tensors if tensor.is_floating_point())
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
@@ -46,3 +96,22 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
     generator.set_state(state["generator"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+@dataclass
+class TrainedModel:
+    """A trained AVTS model with what it needs to be used: its shape and its audio normalization."""
+
+    model: AVTSModel
+    spec: ModelSpec
+    stats: FeatureStats
+    config: dict[str, Any]
+
+
+def load_trained(path: Path, device: torch.device | str = "cpu") -> TrainedModel:
+    """Rebuild the model of an `avts-train` checkpoint, in eval mode, for the downstream tools."""
+    content = load_checkpoint(path, device)
+    spec = ModelSpec.from_dict(content["model_spec"])
+    model = build_avts(spec)
+    model.load_state_dict(content["model"])
+    return TrainedModel(model.to(device).eval(), spec, FeatureStats.from_dict(content["stats"]), content["config"])

@@ -7,7 +7,7 @@ import io
 import av
 import numpy as np
 
-from pipeline.schema import VIDEO_FPS
+from avts.schema import VIDEO_FPS
 
 
 def decode_clip(video: bytes, start: int, frames: int) -> np.ndarray:
@@ -16,7 +16,7 @@ def decode_clip(video: bytes, start: int, frames: int) -> np.ndarray:
     Each frame is PyAV's planar ``yuv420p`` layout: ``H`` rows of Y, then U and V (``H // 2 × W // 2`` each,
     packed as ``H // 4`` rows of ``W``). Colour conversion is left to the GPU (:mod:`trainer.augment`):
     on the CPU it would cost more than the decoding itself. The stored video has one key frame per second
-    (see :mod:`pipeline.schema`), so at most one second is decoded before the window. A window that runs
+    (see :mod:`avts.schema`), so at most one second is decoded before the window. A window that runs
     past the end repeats the last frame.
     """
     with av.open(io.BytesIO(video), "r") as container:

@@ -10,7 +10,7 @@ and :mod:`trainer.sampler` builds positives and negatives on the GPU.
 
 from __future__ import annotations
 
-import hashlib
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
@@ -19,7 +19,8 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, get_worker_info
 
-from pipeline.schema import FBANK_FILTERS, FEATURE_RATE, FEATURES_PER_FRAME, decode_sample
+from avts.schema import FBANK_FILTERS, FEATURE_RATE, FEATURES_PER_FRAME, decode_sample
+from avts.seeds import numpy_rng, stable_int
 from trainer.clip_decode import decode_clip, split_planes
 
 WINDOW = FEATURE_RATE  # feature frames in a 1-s audio window
@@ -90,13 +91,12 @@ def sample_rng(seed: int, epoch: int, key: str, position: str) -> np.random.Gene
     repeated clip/audio pairs instead of learning synchronization); being a pure function of the stream,
     it gives a resumed run the very same draws.
     """
-    digest = hashlib.blake2b(f"{seed}/{epoch}/{key}/{position}".encode(), digest_size=8).digest()
-    return np.random.default_rng(int.from_bytes(digest, "little"))
+    return numpy_rng("sample", seed, epoch, key, position)
 
 
 def video_id(key: str) -> int:
     """A 63-bit integer identifying a video (its key), so the GPU sampler can tell videos apart."""
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") >> 1
+    return stable_int("video", key)
 
 
 def clip_starts(frames: int, clip_frames: int, count: int, rng: np.random.Generator | None) -> list[int]:
@@ -144,6 +144,8 @@ def square_crop(clip: np.ndarray, rng: np.random.Generator | None) -> tuple[np.n
 def to_examples(raw: dict, spec: LoaderSpec, epoch: int) -> Iterator[Example]:
     """Decode one shard sample into its example(s): one random clip (training) or evenly spaced clips."""
     sample = decode_sample(raw)
+    if not np.isfinite(sample.fbank).all():
+        raise ValueError("its audio features hold NaN or infinite values")
     frames = min(sample.meta.frames, len(sample.fbank) // FEATURES_PER_FRAME)
     rng = sample_rng(spec.seed, epoch, sample.key, raw[POSITION]) if spec.training else None
     for start in clip_starts(frames, spec.clip_frames, spec.clips_per_video, rng):
@@ -187,19 +189,25 @@ def number_and_skip(skips: dict[int, int], batch_size: int) -> Callable[[Iterabl
 
 
 def expand_examples(spec: LoaderSpec, epoch: int) -> Callable[[Iterable[dict]], Iterator[Example]]:
-    """A stage that turns raw samples into examples; a sample that fails to decode is skipped with a warning."""
+    """A stage that turns raw samples into examples; a sample that cannot be used is skipped with a warning
+    that names it and its shard."""
     def stage(source: Iterable[dict]) -> Iterator[Example]:
         for raw in source:
             try:
                 yield from to_examples(raw, spec, epoch)
             except Exception as error:  # noqa: BLE001 - one bad sample must not stop training
-                wds.warn_and_continue(error)
+                warnings.warn(f"skipped sample {raw.get('__key__')!r} of shard {raw.get('__url__')!r}: "
+                              f"{type(error).__name__}: {error}", BadSampleWarning, stacklevel=1)
     return stage
 
 
+class BadSampleWarning(UserWarning):
+    """A shard sample that could not be decoded or holds unusable values; training goes on without it."""
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed shared by every rank for an epoch's shard order."""
-    return seed * 100_003 + epoch
+    """The seed shared by every rank for an epoch's shard order and shuffle buffer."""
+    return stable_int("epoch", seed, epoch)
 
 
 def build_pipeline(spec: LoaderSpec, epoch: int, skips: dict[int, int] | None = None) -> wds.DataPipeline:

@@ -13,9 +13,9 @@ from collections.abc import Iterable
 import torch
 
 from trainer.data import Batch
-from trainer.forward import InputSettings, autocast_for, make_pairs, make_video
+from trainer.step import InputSettings, autocast_for, make_pairs, make_video
 from trainer.loss import accuracy_at_threshold, best_threshold, pair_distance
-from trainer.pair_model import PairModel
+from trainer.models import AVTSModel
 from trainer.sampler import NegativeMix
 
 EVAL_MIXES = {"easy": NegativeMix(easy=1.0, hard=0.0), "mixed": NegativeMix(easy=0.75, hard=0.25)}
@@ -23,7 +23,7 @@ _CHOOSE, _MEASURE = 0, 1
 
 
 @torch.no_grad()
-def evaluate(model: PairModel, batches: Iterable[Batch], settings: InputSettings, device: torch.device,
+def evaluate(model: AVTSModel, batches: Iterable[Batch], settings: InputSettings, device: torch.device,
              seed: int = 1234) -> dict[str, float | None]:
     """``val_acc_<mix>`` and ``val_tau_<mix>`` for each mix (``None`` when there was nothing to evaluate)."""
     model.eval()

@@ -8,6 +8,8 @@ from typing import Any
 
 import matplotlib
 
+from avts.atomic import atomic_path, atomic_write_text
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the headless backend
 
@@ -30,6 +32,14 @@ class MetricsLog:
         if not self.path.exists():
             return []
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+    def keep_until(self, global_step: int, epochs_done: int) -> None:
+        """Drop the records a resumed run will write again: steps after ``global_step``, epochs from
+        ``epochs_done`` on (the killed run got further than its last checkpoint)."""
+        kept = [record for record in self.read()
+                if (record["kind"] == "step" and record["step"] <= global_step)
+                or (record["kind"] == "epoch" and record["epoch"] < epochs_done)]
+        atomic_write_text(self.path, "".join(json.dumps(record) + "\n" for record in kept))
 
 
 def latest_by(records: list[dict[str, Any]], field: str) -> list[dict[str, Any]]:
@@ -76,8 +86,7 @@ def plot_run(run_dir: Path) -> list[Path]:
 
 def _save(figure: plt.Figure, path: Path) -> Path:
     figure.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=110, format="png")
     plt.close(figure)
-    tmp.replace(path)
     return path

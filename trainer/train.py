@@ -1,15 +1,17 @@
-"""The AVTS training loop, top to bottom: setup → resume → epochs of (GPU pairs → loss → SGD) → validation.
+"""The AVTS training loop, top to bottom: build the run → for each epoch: train it, then finish it.
 
-Runs as one process, or as one process per GPU under ``torchrun`` (DDP). Checkpoints are atomic and hold
-everything needed to continue exactly: model, optimizer, LR scheduler, epoch, curriculum stage, step,
-the batches each loader worker had delivered, and the random states.
+Runs as one process, or as one process per GPU under ``torchrun`` (DDP). :func:`build_run` makes the
+model, optimizer, schedule, loaders and resumes; :func:`train_one_epoch` streams batches through
+:func:`trainer.step.training_step`; :func:`finish_epoch` validates, steps the schedule, checkpoints and
+plots. Everything that changes as training goes is in :class:`TrainState`, which every checkpoint holds
+with the model, optimizer, schedule and random states, so a resumed run continues exactly.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,39 +20,83 @@ from rich.console import Console
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from pipeline.schema import FEATURE_RATE
-from pipeline.stats import FeatureStats
+from avts.schema import FEATURE_RATE, VIDEO_FPS
+from avts.seeds import stable_int
+from avts.stats import FeatureStats
+from avts.progress import StepProgress
 from trainer import distributed
 from trainer.augment import AudioNormalizer
-from trainer.checkpoint import LAST, load_checkpoint, restore_rng, rng_state, save_checkpoint
+from trainer.checkpoint import (CheckpointError, load_checkpoint, load_resumable, restore_rng, rng_state,
+                                save_checkpoint, weights_are_finite)
 from trainer.config import TrainConfig
 from trainer.curriculum import Curriculum
-from trainer.data import WINDOW, LoaderSpec, build_loader
+from trainer.data import WINDOW, Batch, LoaderSpec, build_loader
 from trainer.evaluate import evaluate
-from trainer.forward import InputSettings, training_step
 from trainer.loss import pair_distance
 from trainer.metrics import MetricsLog, plot_run
-from trainer.models import SyncHead, build_avts
-from trainer.pair_model import PairModel
-from trainer.progress import StepProgress
+from trainer.models import AVTSModel, build_avts
+from trainer.optim import PlateauSchedule, build_optimizer, plateau_schedule
 from trainer.sampler import PairSampler
 from trainer.shardlist import default_stats_path, default_val_spec, expand_shards
+from trainer.step import InputSettings, StepOutput, training_step
 
 
 class TrainError(Exception):
-    """Training cannot start; the message says why and what to do."""
+    """Training cannot start or cannot go on; the message says why and what to do."""
 
 
 @dataclass
-class Progress:
+class TrainState:
     """Where training stands; saved in every checkpoint."""
 
     epoch: int = 0
     step_in_epoch: int = 0
     global_step: int = 0
     consumed: dict[int, int] = field(default_factory=dict)  # batches delivered per loader worker this epoch
-    loss_sum: float = 0.0
-    loss_count: int = 0
+    loss_sum: float = 0.0  # loss summed over this epoch's applied steps taken before the last checkpoint
+    loss_count: int = 0  # and how many there were
+    bad_steps: int = 0  # steps whose gradient was not finite, over the whole run
+
+
+@dataclass
+class Run:
+    """Everything a training run is made of; built once by :func:`build_run`."""
+
+    cfg: TrainConfig
+    runtime: distributed.Runtime
+    console: Console
+    model: AVTSModel
+    forward: nn.Module  # the model as called in a step: wrapped by DDP and/or torch.compile
+    optimizer: torch.optim.Optimizer
+    schedule: PlateauSchedule
+    curriculum: Curriculum
+    settings: InputSettings
+    generator: torch.Generator
+    stats: FeatureStats
+    train_loader: LoaderSpec
+    val_loader: LoaderSpec | None
+    steps_cap: int | None  # steps per epoch with --epoch-size, else None (until the shards run out)
+    log: MetricsLog
+    state: TrainState
+    audit_keys: list[str] = field(default_factory=list)  # sample keys read this epoch (with --audit)
+
+    @property
+    def device(self) -> torch.device:
+        """This process's device."""
+        return self.runtime.device
+
+    @property
+    def checkpoints(self) -> Path:
+        """The checkpoint folder."""
+        return self.cfg.out / "checkpoints"
+
+
+@dataclass
+class EpochStats:
+    """What one epoch of training measured (the same on every rank)."""
+
+    train_loss: float
+    steps: int
 
 
 @dataclass
@@ -66,15 +112,19 @@ def train(cfg: TrainConfig, console: Console | None = None) -> TrainResult:
     """Train (or continue training with ``cfg.resume``) and return where the run ended."""
     runtime = distributed.setup(cfg.device)
     console = console or Console(stderr=True)
-    device = runtime.device
     try:
-        return _train(cfg, runtime, console, device)
+        run = build_run(cfg, runtime, console)
+        record: dict[str, Any] = {}
+        for epoch in range(run.state.epoch, cfg.epochs):
+            stats = train_one_epoch(run, epoch)
+            record = finish_epoch(run, epoch, stats)
+        return TrainResult(cfg.out, run.state.global_step, record)
     finally:
         distributed.teardown(runtime)
 
 
-def _train(cfg: TrainConfig, runtime: distributed.Runtime, console: Console, device: torch.device) -> TrainResult:
-    # ---- data -----------------------------------------------------------------------------------------------
+def build_run(cfg: TrainConfig, runtime: distributed.Runtime, console: Console) -> Run:
+    """Data, model, optimizer, schedule, pair sampler and run folder; resumed from the last checkpoint."""
     shards = expand_shards(cfg.shards)
     val_spec = cfg.val_shards or default_val_spec(shards)
     val_shards = expand_shards(val_spec, "val") if val_spec else []
@@ -82,160 +132,252 @@ def _train(cfg: TrainConfig, runtime: distributed.Runtime, console: Console, dev
     if stats_path is None or not Path(stats_path).exists():
         raise TrainError("no normalization stats: pass --stats manifests/stats.json (written by avts-ingest)")
     stats = FeatureStats.load(Path(stats_path))
-    context = round(cfg.audio_context_s * FEATURE_RATE)
+    device = runtime.device
     on_gpu = device.type == "cuda"
-    train_spec = LoaderSpec(shards, cfg.batch_size, cfg.clip_frames, context, cfg.seed, cfg.workers,
-                            cfg.shuffle_buffer, training=True, resampled=cfg.epoch_size is not None,
-                            pin_memory=on_gpu)
-    val_spec_loader = LoaderSpec(val_shards, cfg.batch_size, cfg.clip_frames, context, cfg.seed,
-                                 min(cfg.workers, len(val_shards)), training=False,
-                                 clips_per_video=cfg.val_clips, pin_memory=on_gpu)
-    steps_cap = cfg.epoch_size // (cfg.batch_size * runtime.world_size) if cfg.epoch_size else None
+    context = round(cfg.audio_context * FEATURE_RATE)
+    train_loader = LoaderSpec(shards, cfg.batch_size, VIDEO_FPS, context, cfg.seed, cfg.workers, cfg.shuffle_buffer,
+                              training=True, resampled=cfg.epoch_size is not None, pin_memory=on_gpu)
+    val_loader = LoaderSpec(val_shards, cfg.batch_size, VIDEO_FPS, context, cfg.seed, min(cfg.workers, len(val_shards)),
+                            training=False, clips_per_video=cfg.val_clips, pin_memory=on_gpu) if val_shards else None
 
-    # ---- model, optimizer, schedule -------------------------------------------------------------------------
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    net = build_avts(cfg.video_arch, cfg.width, cfg.audio_width, cfg.embed_dim, cfg.video_time_bins,
-                     cfg.audio_time_bins)
-    head = SyncHead(cfg.embed_dim) if cfg.objective == "ce" else None
-    model = PairModel(net, head, normalize=cfg.embedding_norm == "l2").to(device)
+    model = build_avts(cfg.model_spec()).to(device)
     if on_gpu:
-        model.net.video.to(memory_format=torch.channels_last_3d)
+        model.video.to(memory_format=torch.channels_last_3d)
     if cfg.init_from is not None:
-        weights = load_checkpoint(cfg.init_from, device)["model"]
-        missing, _ = model.load_state_dict(weights, strict=False)
-        if any(not name.startswith("head.") for name in missing):
-            raise TrainError(f"{cfg.init_from} does not hold AVTS weights for this architecture")
-    if cfg.optimizer == "adam":
-        optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr,
-                                                            weight_decay=cfg.weight_decay)
-    else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                    weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=cfg.lr_factor,
-                                                           patience=cfg.plateau_patience)
+        init_weights(model, cfg.init_from, device)
+    optimizer = build_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
+    schedule = plateau_schedule(optimizer, cfg.plateau_patience, cfg.lr_factor)
     curriculum = Curriculum.parse(cfg.curriculum) if cfg.curriculum else Curriculum.paper_default(cfg.epochs)
-    sampler = PairSampler(WINDOW, round(cfg.hard_gap_s * FEATURE_RATE), round(cfg.super_hard_offset_s * FEATURE_RATE))
+    sampler = PairSampler(WINDOW, round(cfg.hard_gap * FEATURE_RATE), round(cfg.super_hard_offset * FEATURE_RATE))
     settings = InputSettings(cfg.crop_size, cfg.crop_scales, AudioNormalizer(stats.mean, stats.std, device), sampler)
-    generator = torch.Generator(device).manual_seed(cfg.seed * 7919 + runtime.rank)
+    generator = torch.Generator(device).manual_seed(stable_int("pairs", cfg.seed, runtime.rank))
+    state = resume_state(cfg, model, optimizer, schedule, generator, runtime, console)
 
-    # ---- run folder and resume ------------------------------------------------------------------------------
-    ckpt_dir = cfg.out / "checkpoints"
-    state = Progress()
-    if (ckpt_dir / LAST).exists() and not cfg.resume:
-        raise TrainError(f"{cfg.out} already holds a run: pass --resume to continue it, or choose another --out")
-    if cfg.resume and (ckpt_dir / LAST).exists():
-        saved = load_checkpoint(ckpt_dir / LAST, device)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        state = Progress(**saved["progress"])
-        restore_rng(saved["rng"][min(runtime.rank, len(saved["rng"]) - 1)], generator)
     if runtime.is_main:
         cfg.out.mkdir(parents=True, exist_ok=True)
         (cfg.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         console.print(f"[bold]avts-train[/] {runtime.world_size} process(es) on {device}; curriculum "
                       f"{curriculum.describe()}; {len(shards)} train / {len(val_shards)} val shards")
         console.print_json(data=cfg.to_dict())
-        if state.global_step:
-            console.print(f"resuming at epoch {state.epoch + 1}, step {state.step_in_epoch} of it "
-                          f"(global step {state.global_step})")
     ddp = (DistributedDataParallel(model, device_ids=[device.index] if on_gpu else None)
            if runtime.distributed else model)
     forward = torch.compile(ddp) if cfg.compile else ddp
-    log = MetricsLog(cfg.out)
-    last_epoch: dict[str, Any] = {}
-    last_checkpoint_step = state.global_step
-
-    # ---- epochs ---------------------------------------------------------------------------------------------
-    for epoch in range(state.epoch, cfg.epochs):
-        mix = curriculum.mix_at(epoch)
-        model.train()
-        batches = iter(build_loader(train_spec, epoch, skips=dict(state.consumed)))
-        loss_total = torch.zeros((), device=device)
-        window_loss = torch.zeros((), device=device)
-        window_clips, window_started = 0, time.perf_counter()
-        seen_keys: list[str] = []
-        with StepProgress(f"epoch {epoch + 1}/{cfg.epochs}", steps_cap, console,
-                          enabled=runtime.is_main, plain=cfg.plain_progress) as bar:
-            while steps_cap is None or state.step_in_epoch < steps_cap:
-                batch = next(batches, None)
-                if not distributed.all_ranks_true(batch is not None, runtime):
-                    break  # every rank stops at the same step
-                out = training_step(forward, optimizer, batch.to(device), settings, mix, generator, cfg.margin)
-                loss = out.loss
-
-                state.step_in_epoch += 1
-                state.global_step += 1
-                state.consumed[batch.worker] = state.consumed.get(batch.worker, 0) + 1
-                loss_total += loss.detach()
-                window_loss += loss.detach()
-                window_clips += len(batch.keys)
-                if cfg.audit:
-                    seen_keys.extend(batch.keys)
-                if state.global_step % cfg.log_every == 0:
-                    elapsed = time.perf_counter() - window_started
-                    step_loss = float(window_loss) / cfg.log_every  # one host sync per log interval
-                    clips_per_s = window_clips * runtime.world_size / elapsed
-                    if runtime.is_main:
-                        with torch.no_grad():
-                            gap = _distance_gap(out.video_emb, out.audio_emb, out.pairs.label)
-                        log.write("step", step=state.global_step, epoch=epoch, loss=step_loss,
-                                  clips_per_s=clips_per_s, lr=optimizer.param_groups[0]["lr"], **gap)
-                        bar.update(state.step_in_epoch, loss=step_loss, clips_per_s=clips_per_s)
-                    window_loss.zero_()
-                    window_clips, window_started = 0, time.perf_counter()
-                due = cfg.ckpt_every and state.global_step - last_checkpoint_step >= cfg.ckpt_every
-                if due and _resumable_here(state, cfg):
-                    _checkpoint(ckpt_dir, model, optimizer, scheduler, state, loss_total, generator, runtime, cfg)
-                    last_checkpoint_step = state.global_step
-
-        # ---- end of epoch: loss, validation, schedule, checkpoint, plots -----------------------------------
-        steps_this_run = state.step_in_epoch - state.loss_count  # loss_count: steps before a resume
-        train_loss = distributed.mean_over_ranks(state.loss_sum + float(loss_total),
-                                                 state.loss_count + steps_this_run, runtime)
-        results: dict[str, float | None] = {}
-        if runtime.is_main and val_shards:
-            results = evaluate(model, build_loader(val_spec_loader, 0), settings, device)
-        distributed.barrier(runtime)
-        scheduler.step(train_loss)
-        last_epoch = {"epoch": epoch, "step": state.global_step, "stage": curriculum.stage_at(epoch),
-                      "mix": curriculum.mix_at(epoch).__dict__, "train_loss": train_loss,
-                      "lr": optimizer.param_groups[0]["lr"], "objective": cfg.objective, **results}
-        if cfg.audit:
-            _write_audit(cfg.out, runtime.rank, epoch, state, seen_keys, model)
-        state = Progress(epoch=epoch + 1, global_step=state.global_step)
-        _checkpoint(ckpt_dir, model, optimizer, scheduler, state, torch.zeros(()), generator, runtime, cfg,
-                    epoch_end=epoch + 1)
-        last_checkpoint_step = state.global_step
-        if runtime.is_main:
-            log.write("epoch", **last_epoch)
-            plot_run(cfg.out)
-            console.print(_epoch_line(last_epoch))
-        distributed.barrier(runtime)
-    return TrainResult(cfg.out, state.global_step, last_epoch)
+    steps_cap = cfg.epoch_size // (cfg.batch_size * runtime.world_size) if cfg.epoch_size else None
+    return Run(cfg, runtime, console, model, forward, optimizer, schedule, curriculum, settings, generator, stats,
+               train_loader, val_loader, steps_cap, MetricsLog(cfg.out), state)
 
 
-def _resumable_here(state: Progress, cfg: TrainConfig) -> bool:
+def init_weights(model: AVTSModel, checkpoint: Path, device: torch.device) -> None:
+    """Start from the weights of another run (all but a sync head the checkpoint lacks)."""
+    try:
+        weights = load_checkpoint(checkpoint, device)["model"]
+    except CheckpointError as error:
+        raise TrainError(str(error)) from None
+    try:
+        missing, _ = model.load_state_dict(weights, strict=False)
+    except RuntimeError as error:
+        raise TrainError(f"{checkpoint} holds weights of another shape: {str(error)[:300]}") from None
+    if any(not name.startswith("head.") for name in missing):
+        raise TrainError(f"{checkpoint} does not hold AVTS weights for this architecture")
+
+
+def resume_state(cfg: TrainConfig, model: AVTSModel, optimizer: torch.optim.Optimizer, schedule: PlateauSchedule,
+                 generator: torch.Generator, runtime: distributed.Runtime, console: Console) -> TrainState:
+    """A fresh state, or (``--resume``) the one of the newest readable checkpoint with everything it holds."""
+    folder = cfg.out / "checkpoints"
+    if not cfg.resume:
+        if folder.exists() and any(folder.glob("*.pt")):
+            raise TrainError(f"{cfg.out} already holds a run: pass --resume to continue it, or choose another --out")
+        return TrainState()
+    try:
+        saved = load_resumable(folder, runtime.device, console)
+    except CheckpointError as error:
+        raise TrainError(str(error)) from None
+    if saved is None:
+        console.print(f"[bold yellow]--resume: no checkpoint in {folder}; starting a new run there")
+        return TrainState()
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    schedule.load_state_dict(saved["scheduler"])
+    state = TrainState(**saved["state"])
+    restore_rng(saved["rng"][min(runtime.rank, len(saved["rng"]) - 1)], generator)
+    if runtime.is_main:
+        MetricsLog(cfg.out).keep_until(state.global_step, state.epoch)
+        console.print(f"resuming at epoch {state.epoch + 1}, step {state.step_in_epoch} of it "
+                      f"(global step {state.global_step})")
+    return state
+
+
+def train_one_epoch(run: Run, epoch: int) -> EpochStats:
+    """Stream this rank's batches through the training step; checkpoint every ``--ckpt-every`` steps."""
+    cfg, state = run.cfg, run.state
+    start_stage_if_new(run, epoch)
+    mix = run.curriculum.mix_at(epoch)
+    run.model.train()
+    batches = iter(build_loader(run.train_loader, epoch, skips=dict(state.consumed)))
+    losses = LossTally(run.device)
+    window = LogWindow()
+    run.audit_keys = []
+    last_checkpoint = state.global_step
+    with StepProgress(f"epoch {epoch + 1}/{cfg.epochs}", run.steps_cap, run.console, enabled=run.runtime.is_main,
+                      plain=cfg.plain) as bar:
+        while run.steps_cap is None or state.step_in_epoch < run.steps_cap:
+            batch = next(batches, None)
+            if not distributed.all_ranks_true(batch is not None, run.runtime):
+                break  # every rank stops at the same step
+            assert batch is not None
+            out = training_step(run.forward, run.optimizer, batch.to(run.device), run.settings, mix, run.generator,
+                                cfg.margin)
+            state.step_in_epoch += 1
+            state.global_step += 1
+            state.consumed[batch.worker] = state.consumed.get(batch.worker, 0) + 1
+            losses.add(out)
+            window.add(out, batch)
+            if cfg.audit:
+                run.audit_keys.extend(batch.keys)
+            if state.global_step % cfg.log_every == 0:
+                log_window(run, epoch, window, bar, out)
+            due = cfg.ckpt_every and state.global_step - last_checkpoint >= cfg.ckpt_every
+            if due and resumable_here(state, cfg):
+                check_bad_steps(run, window)
+                save_run(run, losses)
+                last_checkpoint = state.global_step
+    check_bad_steps(run, window)
+    if state.step_in_epoch == 0:
+        raise TrainError(f"epoch {epoch + 1} had no training step: the shards hold fewer than --batch-size "
+                         f"{cfg.batch_size} samples per process (after splitting over ranks and workers)")
+    total, count = losses.totals(state)
+    return EpochStats(distributed.mean_over_ranks(total, count, run.runtime), state.step_in_epoch)
+
+
+def finish_epoch(run: Run, epoch: int, stats: EpochStats) -> dict[str, Any]:
+    """Validate, step the LR schedule, checkpoint, record and plot; returns the epoch's record."""
+    results: dict[str, float | None] = {}
+    if run.runtime.is_main and run.val_loader is not None:
+        results = evaluate(run.model, build_loader(run.val_loader, 0), run.settings, run.device)
+    distributed.barrier(run.runtime)
+    run.schedule.step(stats.train_loss)
+    record = {"epoch": epoch, "step": run.state.global_step, "stage": run.curriculum.stage_at(epoch),
+              "mix": asdict(run.curriculum.mix_at(epoch)), "train_loss": stats.train_loss,
+              "lr": run.optimizer.param_groups[0]["lr"], "objective": run.cfg.objective, **results}
+    if run.cfg.audit:
+        write_audit(run, epoch)
+    run.state = TrainState(epoch=epoch + 1, global_step=run.state.global_step, bad_steps=run.state.bad_steps)
+    save_run(run, None, epoch_end=epoch + 1)
+    if run.runtime.is_main:
+        run.log.write("epoch", **record)
+        plot_run(run.cfg.out)
+        run.console.print(epoch_line(record))
+    distributed.barrier(run.runtime)
+    return record
+
+
+def start_stage_if_new(run: Run, epoch: int) -> None:
+    """At the start of a curriculum stage, start the plateau tracking afresh (see :mod:`trainer.optim`)."""
+    if epoch > 0 and run.curriculum.stage_at(epoch) != run.curriculum.stage_at(epoch - 1) \
+            and run.state.step_in_epoch == 0:
+        run.schedule = plateau_schedule(run.optimizer, run.cfg.plateau_patience, run.cfg.lr_factor)
+
+
+class LossTally:
+    """The epoch's loss, summed on the device over the steps whose update was applied (no host sync)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.total = torch.zeros((), device=device)
+        self.count = torch.zeros((), device=device)
+
+    def add(self, out: StepOutput) -> None:
+        """Count one step."""
+        self.total += torch.where(out.applied, out.loss.detach(), 0.0)
+        self.count += out.applied.float()
+
+    def totals(self, state: TrainState) -> tuple[float, int]:
+        """Sum and count of the epoch so far, including the steps taken before a resume."""
+        return state.loss_sum + float(self.total), state.loss_count + int(self.count)
+
+
+@dataclass
+class LogWindow:
+    """The steps since the last log record: their loss and clips, and what is needed to name bad steps."""
+
+    loss: float | torch.Tensor = 0.0
+    clips: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    steps: list[tuple[list[str], StepOutput]] = field(default_factory=list)
+
+    def add(self, out: StepOutput, batch: Batch) -> None:
+        """Count one step (tensors stay on the device)."""
+        self.loss = self.loss + torch.where(out.applied, out.loss.detach(), 0.0)
+        self.clips += len(batch.keys)
+        self.steps.append((batch.keys, out))
+
+
+def log_window(run: Run, epoch: int, window: LogWindow, bar: StepProgress, out: StepOutput) -> None:
+    """Write a step record and update the bar (one host sync per log interval); name any bad steps."""
+    steps = len(window.steps)
+    check_bad_steps(run, window)
+    elapsed = time.perf_counter() - window.started
+    step_loss = float(window.loss) / steps
+    clips_per_s = window.clips * run.runtime.world_size / elapsed
+    if run.runtime.is_main:
+        with torch.no_grad():
+            gap = distance_gap(out.video_emb, out.audio_emb, out.pairs.label)
+        run.log.write("step", step=run.state.global_step, epoch=epoch, loss=step_loss, clips_per_s=clips_per_s,
+                      lr=run.optimizer.param_groups[0]["lr"], **gap)
+        bar.update(run.state.step_in_epoch, loss=step_loss, clips_per_s=clips_per_s)
+    window.loss, window.clips, window.started = 0.0, 0, time.perf_counter()
+
+
+def check_bad_steps(run: Run, window: LogWindow) -> None:
+    """Name the samples of steps whose gradient was not finite; stop when there were too many."""
+    if not window.steps:
+        return
+    applied = torch.stack([out.applied for _, out in window.steps]).cpu().tolist()
+    for (keys, out), ok in zip(window.steps, applied):
+        if ok:
+            continue
+        run.state.bad_steps += 1
+        owners = out.pairs.source[out.bad_audio_rows].cpu().tolist()
+        culprits = sorted({keys[owner] for owner in owners})
+        why = (f"non-finite audio features in {', '.join(culprits)}" if culprits
+               else "non-finite loss or gradient with finite inputs (diverging: lower --lr?)")
+        run.console.print(f"[bold yellow]warning: a step's update was dropped near global step "
+                          f"{run.state.global_step}: {why}")
+    window.steps.clear()
+    if run.state.bad_steps > run.cfg.max_bad_steps:
+        raise TrainError(f"{run.state.bad_steps} steps had a non-finite loss or gradient (more than "
+                         f"--max-bad-steps {run.cfg.max_bad_steps}); the last good checkpoint is kept in "
+                         f"{run.checkpoints}")
+
+
+def resumable_here(state: TrainState, cfg: TrainConfig) -> bool:
     """Mid-epoch checkpoints only where the loader's worker round-robin restarts, so resume is exact."""
     return state.step_in_epoch % max(cfg.workers, 1) == 0
 
 
-def _checkpoint(folder: Path, model: PairModel, optimizer: torch.optim.Optimizer, scheduler: Any,
-                state: Progress, loss_total: torch.Tensor, generator: torch.Generator,
-                runtime: distributed.Runtime, cfg: TrainConfig, epoch_end: int | None = None) -> None:
-    """Save everything needed to continue; every rank's random state is gathered to the main rank."""
-    rng = _gather_rng(generator, runtime)
-    if not runtime.is_main:
+def save_run(run: Run, losses: LossTally | None, epoch_end: int | None = None) -> None:
+    """Checkpoint the run (every rank's random state is gathered to the main rank, which writes).
+
+    Weights that are not finite are never saved: the previous checkpoint stays the newest.
+    """
+    rng = gather_rng(run.generator, run.runtime)
+    if not run.runtime.is_main:
         return
-    progress = Progress(state.epoch, state.step_in_epoch, state.global_step, dict(state.consumed),
-                        state.loss_sum + float(loss_total) if epoch_end is None else 0.0,
-                        state.step_in_epoch if epoch_end is None else 0)
-    save_checkpoint(folder, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(), "progress": progress.__dict__, "rng": rng,
-                             "config": cfg.to_dict()}, epoch_end=epoch_end, keep=cfg.keep_checkpoints)
+    if not weights_are_finite(run.model):
+        raise TrainError(f"the weights are no longer finite; not saving them over {run.checkpoints}; lower --lr")
+    state = run.state
+    if losses is not None:  # mid-epoch: the loss so far travels with the checkpoint
+        total, count = losses.totals(state)
+        state = TrainState(**{**asdict(state), "loss_sum": total, "loss_count": count})
+    save_checkpoint(run.checkpoints, {
+        "model_spec": run.cfg.model_spec().to_dict(), "stats": run.stats.to_dict(),
+        "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.schedule.state_dict(), "state": asdict(state), "rng": rng, "config": run.cfg.to_dict(),
+    }, epoch_end=epoch_end, keep=run.cfg.keep_checkpoints)
 
 
-def _gather_rng(generator: torch.Generator, runtime: distributed.Runtime) -> list[dict[str, Any]]:
+def gather_rng(generator: torch.Generator, runtime: distributed.Runtime) -> list[dict[str, Any]]:
     """Random states of all ranks (rank order)."""
     mine = rng_state(generator)
     if not runtime.distributed:
@@ -245,25 +387,26 @@ def _gather_rng(generator: torch.Generator, runtime: distributed.Runtime) -> lis
     return everyone
 
 
-def _write_audit(run_dir: Path, rank: int, epoch: int, state: Progress, keys: list[str], model: nn.Module) -> None:
-    """Per-rank record of an epoch: steps, the sample keys read (since this process started it) and a
-    checksum of the weights, to check DDP splits and weight agreement across ranks."""
+def write_audit(run: Run, epoch: int) -> None:
+    """Per-rank record of an epoch: steps, the sample keys read and a checksum of the weights, to check DDP
+    splits and weight agreement across ranks."""
     with torch.no_grad():
-        flat = torch.cat([p.detach().double().flatten().cpu() for p in model.parameters()])
-    record = {"epoch": epoch, "rank": rank, "steps": state.step_in_epoch, "global_step": state.global_step,
-              "keys": keys, "weights_sum": float(flat.sum()), "weights_abs_sum": float(flat.abs().sum())}
-    with (run_dir / f"audit-rank{rank}.jsonl").open("a") as handle:
+        flat = torch.cat([p.detach().double().flatten().cpu() for p in run.model.parameters()])
+    record = {"epoch": epoch, "rank": run.runtime.rank, "steps": run.state.step_in_epoch,
+              "global_step": run.state.global_step, "weights_sum": float(flat.sum()),
+              "weights_abs_sum": float(flat.abs().sum()), "keys": run.audit_keys}
+    with (run.cfg.out / f"audit-rank{run.runtime.rank}.jsonl").open("a") as handle:
         handle.write(json.dumps(record) + "\n")
 
 
-def _distance_gap(video_emb: torch.Tensor, audio_emb: torch.Tensor, label: torch.Tensor) -> dict[str, float]:
+def distance_gap(video_emb: torch.Tensor, audio_emb: torch.Tensor, label: torch.Tensor) -> dict[str, float]:
     """Mean embedding distance of positives and negatives in a batch: the gap that training widens."""
     distance = pair_distance(video_emb.float(), audio_emb.float())
     positive = label > 0.5
     return {"dist_pos": float(distance[positive].mean()), "dist_neg": float(distance[~positive].mean())}
 
 
-def _epoch_line(record: dict[str, Any]) -> str:
+def epoch_line(record: dict[str, Any]) -> str:
     """One readable line per epoch."""
     parts = [f"epoch {record['epoch'] + 1}", f"loss {record['train_loss']:.4f}", f"lr {record['lr']:.2g}",
              f"stage {record['stage']}"]

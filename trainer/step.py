@@ -1,11 +1,17 @@
-"""One forward pass of the two-stream net on a batch: GPU augmentation, GPU pair sampling, embeddings."""
+"""One training step on a device batch: GPU augmentation, GPU pair sampling, forward, loss, update.
+
+Shared by `avts-train`, the evaluation (which uses its input half) and ``benchmarks/train_bench.py`` (which
+times exactly the step that trains). A step whose gradient is not finite (a NaN in the data, a diverging
+run) must not reach the weights: its gradient is zeroed on the device, without waiting for the GPU (the
+optimizer still applies momentum and weight decay, which are finite), and the step is reported as bad
+(see :class:`StepOutput`); the training loop names the samples and decides when to stop.
+"""
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +33,7 @@ class InputSettings:
     sampler: PairSampler
 
 
-def autocast_for(device: torch.device):
+def autocast_for(device: torch.device) -> AbstractContextManager[object]:
     """bf16 autocast on CUDA; nothing on the CPU (bf16 convolutions there are slow)."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -59,6 +65,27 @@ class StepOutput:
     video_emb: torch.Tensor
     audio_emb: torch.Tensor
     pairs: PairBatch
+    applied: torch.Tensor  # bool scalar: the gradient was finite and the update used it
+    bad_audio_rows: torch.Tensor  # (B,) bool: pairs whose audio window held a NaN or an infinity
+
+
+def nonfinite_rows(audio: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` True where a pair's audio window holds a NaN or an infinity (clips come from uint8 pixels)."""
+    return ~torch.isfinite(audio).flatten(1).all(dim=1)
+
+
+def drop_nonfinite_gradient(parameters: Iterable[torch.nn.Parameter]) -> torch.Tensor:
+    """Zero every gradient when any of them is not finite; returns whether they were (a device bool).
+
+    Decided on the gradients, which DDP has already averaged, so every rank takes the same decision.
+    """
+    grads = [parameter.grad for parameter in parameters if parameter.grad is not None]
+    if not grads:
+        return torch.ones((), dtype=torch.bool)
+    finite = torch.isfinite(torch.nn.utils.get_total_norm(grads))
+    for grad in grads:
+        grad.masked_fill_(~finite, 0.0)
+    return finite
 
 
 def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, settings: InputSettings,
@@ -82,6 +109,7 @@ def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Bat
         loss = F.cross_entropy(logits.float(), pairs.label.long())
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    applied = drop_nonfinite_gradient(model.parameters())
     optimizer.step()
     mark()
-    return StepOutput(loss, video_emb, audio_emb, pairs)
+    return StepOutput(loss, video_emb, audio_emb, pairs, applied, nonfinite_rows(audio))
