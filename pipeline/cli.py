@@ -48,7 +48,7 @@ def summary_table(summary: IngestSummary, config: IngestConfig) -> Table:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `avts-ingest`; returns the process exit status."""
     config = parse_args(argv)
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     try:
         summary = run_ingest(config, console)
     except (IngestError, FileNotFoundError) as error:

@@ -7,6 +7,7 @@ import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
@@ -21,6 +22,7 @@ from pipeline.manifest import FAILED, OK, ShardPart, VideoRow, part_path, read_p
 from pipeline.moments import combine
 from pipeline.process_engine import ProcessEngine
 from pipeline.ray_engine import RayEngine
+from pipeline.splits import SplitFileError, SplitTable, match_files, read_split_files
 from pipeline.tables import write_tables
 
 SETTINGS_FILE = "ingest.json"
@@ -49,18 +51,19 @@ class IngestSummary:
 def run_ingest(config: IngestConfig, console: Console | None = None) -> IngestSummary:
     """Ingest ``config.src`` into shards and manifests; resumes a previous run with the same settings."""
     started = time.monotonic()
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     files = find_files(config.src)
     if not files:
         raise IngestError(f"no files found under {config.src}")
-    jobs = plan_shards(config.src, files, config.shard_size, config.val_fraction, config.seed)
+    splits, skipped = read_splits(config, files, console)
+    jobs = plan_shards(config.src, files, config.shard_size, config.val_fraction, config.seed, splits)
     prepare_output(config, jobs)
     finished = {job.name: part for job in jobs if (part := completed_part(config, job)) is not None}
     todo = [job for job in jobs if job.name not in finished]
     parts = list(finished.values())
     failed_rows: list[VideoRow] = []
     failed_shards = 0
-    with CountProgress("ingest", len(files), "videos", console=console, plain=config.plain) as bar:
+    with CountProgress("ingest", len(files) - len(skipped), "videos", console=console, plain=config.plain) as bar:
         bar.already_done(sum(len(p.videos) for p in parts), sum(r.status == FAILED for p in parts for r in p.videos))
         engine = start_engine(config) if todo else None
         try:
@@ -79,7 +82,7 @@ def run_ingest(config: IngestConfig, console: Console | None = None) -> IngestSu
     subset = choose_stats_subset(parts, config.stats_fraction)
     for part in parts:
         part.videos = [replace(row, in_stats_subset=row.key in subset) for row in part.videos]
-    videos, shards = write_tables(config.manifest_dir, parts, failed_rows)
+    videos, shards = write_tables(config.manifest_dir, parts, failed_rows + skipped)
     summary = summarize(videos, shards, len(finished), failed_shards, time.monotonic() - started)
     if summary.ok == 0:
         raise IngestError(f"nothing was ingested from {len(files)} files; see the reasons in "
@@ -87,6 +90,19 @@ def run_ingest(config: IngestConfig, console: Console | None = None) -> IngestSu
     if subset:
         combine(parts, subset, config.stats_fraction, config.seed).save(config.manifest_dir / "stats.json")
     return summary
+
+
+def read_splits(config: IngestConfig, files: list[Path], console: Console) -> tuple[SplitTable | None, list[VideoRow]]:
+    """With ``--split-file``: the split files' table and the ``skipped`` rows of the files they leave out."""
+    if not config.split_file:
+        return None, []
+    try:
+        table = read_split_files(config.split_file)
+        report = match_files(config.src, files, table)
+    except SplitFileError as error:
+        raise IngestError(str(error)) from None
+    console.print(report.describe(table))
+    return table, report.skipped
 
 
 def choose_stats_subset(parts: list[ShardPart], fraction: float) -> set[str]:

@@ -101,7 +101,7 @@ class ProcessEngine:
     # -- the Engine protocol ---------------------------------------------------------------------------------
     def submit_video(self, item: VideoItem) -> Hashable:
         """Queue the transcoding of ``item``."""
-        return self._submit(transcode_video, (item, self._settings))
+        return self.submit(transcode_video, (item, self._settings))
 
     def video_outcome(self, handle: Hashable) -> tuple[VideoReport, Any]:
         """The report and tar piece of a finished video."""
@@ -110,7 +110,7 @@ class ProcessEngine:
 
     def submit_shard(self, job: ShardJob, reports: list[VideoReport], pieces: list[Any]) -> Hashable:
         """Queue the writing of a shard, ahead of waiting videos (it frees their memory)."""
-        return self._submit(write_shard, (job, reports, self._output, *pieces), first=True)
+        return self.submit(write_shard, (job, reports, self._output, *pieces), first=True)
 
     def shard_outcome(self, handle: Hashable) -> ShardPart:
         """The part of a written shard."""
@@ -148,7 +148,8 @@ class ProcessEngine:
                 worker.process.join()
 
     # -- the pool ---------------------------------------------------------------------------------------------
-    def _submit(self, function: Callable[..., Any], args: tuple[Any, ...], first: bool = False) -> int:
+    def submit(self, function: Callable[..., Any], args: tuple[Any, ...], first: bool = False) -> int:
+        """Queue ``function(*args)`` (a module-level function) for the next free worker; returns its handle."""
         task_id = self._next_id
         self._next_id += 1
         self._tasks[task_id] = _Task(function, args)

@@ -26,7 +26,7 @@ def parse_args(argv: list[str] | None = None) -> SynthConfig:
 def main(argv: list[str] | None = None) -> int:
     """Run ``avts-synth``; returns the exit status."""
     config = parse_args(argv)
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     start = time.monotonic()
     with CountProgress("generating", config.videos, "videos", console=console) as bar:
         paths = generate(config, lambda done: bar.advance(done - bar.done))

@@ -1,4 +1,9 @@
-"""Shared fixtures: the real clips from ../shared/data and a runner for the console scripts."""
+"""Shared fixtures: synthetic videos and shards made here, the optional real clips, a runner for the CLIs.
+
+Nothing outside the repository is needed: the training data is made with `avts-synth` and `avts-ingest`.
+The real clips of ``../shared/data`` (or ``$AVTS_SHARED_DATA``) are used by the tests that ask for them when
+that folder exists; those tests are skipped, saying so, when it does not.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_CANDIDATES = [Path(p) for p in (os.environ.get("AVTS_SHARED_DATA"), REPO.parent / "shared" / "data",
-                                         "/work/shared/data") if p]
-SHARED_DATA = next((p for p in SHARED_CANDIDATES if (p / "real_clips").is_dir()), SHARED_CANDIDATES[0])
+SHARED_DATA = Path(os.environ.get("AVTS_SHARED_DATA") or REPO.parent / "shared" / "data")
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +23,8 @@ def real_clips() -> Path:
     """The folder of real video clips (never modified)."""
     folder = SHARED_DATA / "real_clips"
     if not folder.is_dir():
-        pytest.skip(f"real clips not found at {folder} (set AVTS_SHARED_DATA)")
+        pytest.skip(f"optional real clips not found at {folder} (set AVTS_SHARED_DATA to a folder holding "
+                    "real_clips/ to run this test)")
     return folder
 
 
@@ -31,36 +35,36 @@ def run_cli(module: str, *args: str, timeout: float = 600, env: dict[str, str] |
                           cwd=REPO, env={**os.environ, "CI": "true", **(env or {})})
 
 
-def cut_clips(real_clips: Path, out: Path, seconds: float = 4.0, per_file: int = 3) -> list[Path]:
-    """Short stream-copied cuts of the real clips that have audio and are long enough (distinct files/keys)."""
-    import av
-
-    out.mkdir(parents=True, exist_ok=True)
-    made = []
-    for source in sorted(real_clips.iterdir()):
-        try:
-            with av.open(str(source)) as container:
-                has_both = container.streams.audio and container.streams.video
-                duration = (container.duration or 0) / 1e6
-        except av.FFmpegError:
-            continue
-        if not has_both or duration < seconds * per_file + 1 or source.name.startswith("imageio_cockatoo"):
-            continue
-        for index in range(per_file):
-            target = out / f"{source.stem}_cut{index}.mp4"
-            subprocess.run(["ffmpeg", "-v", "error", "-y", "-ss", str(index * seconds), "-i", str(source), "-t",
-                            str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(target)],
-                           check=True)
-            made.append(target)
-    return made
+def make_av_clip(target: Path, seconds: float, *, width: int = 454, height: int = 256, fps: str = "25",
+                 sample_rate: int = 16000, channels: int = 1, seed: int = 0, extra: tuple[str, ...] = ()) -> Path:
+    """A camera-like test clip made with the ffmpeg command line: moving test pattern (H.264) and a loud,
+    varying sound (AAC: a tone that changes pitch every second over noise), different for each ``seed``."""
+    pitch = 220 + 40 * (seed % 17)
+    video = f"testsrc2=size={width}x{height}:rate={fps}:duration={seconds}"
+    audio = (f"aevalsrc='0.4*sin(2*PI*({pitch}+60*mod(floor(t)+{seed},5))*t)+0.05*(random(0)-0.5)':"
+             f"s={sample_rate}:d={seconds}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", video, "-f", "lavfi", "-i", audio,
+                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-ac",
+                    str(channels), *extra, "-shortest", str(target)], check=True, capture_output=True)
+    return target
 
 
 @pytest.fixture(scope="session")
-def train_shards(real_clips: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Shards ingested from 4-s cuts of the real clips: ``<root>/shards`` and ``<root>/manifests``."""
+def synth_videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16 `avts-synth` videos of 4 s at 64 px (events in picture and sound at the same random times)."""
+    from pipeline.synth import SynthConfig, generate
+
+    folder = tmp_path_factory.mktemp("synth_videos")
+    generate(SynthConfig(out=folder, videos=16, duration=4.0, size=64, seed=3, workers=2))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def train_shards(synth_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Shards ingested from :func:`synth_videos`: ``<root>/shards`` and ``<root>/manifests``."""
     root = tmp_path_factory.mktemp("train_data")
-    cut_clips(real_clips, root / "clips")
-    result = run_cli("pipeline.cli", "--src", str(root / "clips"), "--out", str(root / "shards"), "--workers", "2",
-                     "--engine", "processes", "--shard-size", "2", "--val-fraction", "0.25")
+    result = run_cli("pipeline.cli", "--src", str(synth_videos), "--out", str(root / "shards"), "--workers", "2",
+                     "--engine", "processes", "--shard-size", "2", "--val-fraction", "0.25", "--short-side", "64")
     assert result.returncode == 0, result.stderr
     return root

@@ -7,7 +7,7 @@ A checkpoint is one ``torch.save`` dict: ``format``, ``model_spec`` (to rebuild 
 
 from __future__ import annotations
 
-import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,10 +31,9 @@ def save_checkpoint(folder: Path, content: dict[str, Any], epoch_end: int | None
     """Write ``last.pt`` (and ``epoch-NNNN.pt`` at an epoch end, keeping the newest ``keep``)."""
     with atomic_path(folder / LAST) as tmp:
         torch.save({"format": FORMAT, **content}, tmp)
-    if epoch_end is not None:
-        target = folder / f"epoch-{epoch_end:04d}.pt"
-        target.unlink(missing_ok=True)
-        os.link(folder / LAST, target)  # same bytes, no second write; `last.pt` is later replaced, never modified
+    if epoch_end is not None:  # a copy, not a hard link: damage to one file must not reach the other
+        with atomic_path(folder / f"epoch-{epoch_end:04d}.pt") as tmp:
+            shutil.copyfile(folder / LAST, tmp)
         for old in sorted(folder.glob("epoch-*.pt"))[:-keep]:
             old.unlink()
     return folder / LAST

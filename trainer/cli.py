@@ -24,7 +24,7 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `avts-train`; returns the process exit status."""
     config = parse_args(argv)
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     try:
         result = train(config, console)
     except (TrainError, FileNotFoundError) as error:

@@ -1,0 +1,122 @@
+"""avts-train under hostile conditions: a NaN sample, a corrupt video member, no steps, a damaged checkpoint.
+
+Each case is the input that broke an earlier version: one all-NaN ``.fbank.npy`` turned 702,688 weights NaN
+and was saved over ``last.pt`` with exit 0; a batch larger than the data "trained" zero steps and exited 0;
+``--resume`` without a checkpoint started afresh silently; a truncated ``last.pt`` gave a raw traceback
+while an intact epoch checkpoint sat beside it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.test_train import records, run, train_command
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def rewrite_member(shard: Path, suffix: str, change: callable) -> str:
+    """Rewrite the first member of ``shard`` ending in ``suffix`` with ``change(bytes)``; returns its key."""
+    with tarfile.open(shard) as tar:
+        members = [(info, tar.extractfile(info).read()) for info in tar.getmembers()]
+    target = next(info for info, _ in members if info.name.endswith(suffix))
+    with tarfile.open(shard, "w", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            if info is target:
+                data = change(data)
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return target.name.split(".", 1)[0]
+
+
+def nan_fbank(data: bytes) -> bytes:
+    array = np.load(io.BytesIO(data))
+    buffer = io.BytesIO()
+    np.save(buffer, np.full_like(array, np.nan))
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def damaged(train_shards: Path, tmp_path: Path) -> Path:
+    """A copy of the synthetic shards (and manifests) to damage."""
+    root = tmp_path / "data"
+    shutil.copytree(train_shards, root)
+    return root
+
+
+def test_an_all_nan_sample_is_skipped_and_named_and_weights_stay_finite(damaged: Path, tmp_path: Path) -> None:
+    shard = damaged / "shards" / "0000.tar"
+    key = rewrite_member(shard, ".fbank.npy", nan_fbank)
+    out = tmp_path / "run"
+    result = run(train_command(damaged, out, "--epochs", "1", "--workers", "1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    stderr = " ".join(result.stderr.split())
+    assert f"skipped sample '{key}' of shard '{shard}'" in stderr and "NaN" in stderr
+    weights = torch.load(out / "checkpoints" / "last.pt", weights_only=False)["model"]
+    assert all(torch.isfinite(value).all() for value in weights.values() if value.is_floating_point())
+    assert np.isfinite(records(out, "epoch")[0]["train_loss"])
+
+
+def test_a_corrupt_video_member_is_skipped_naming_key_and_shard(damaged: Path, tmp_path: Path) -> None:
+    shard = damaged / "shards" / "0001.tar"
+    key = rewrite_member(shard, ".mp4", lambda data: data[:64] + bytes(len(data) - 64))
+    result = run(train_command(damaged, tmp_path / "run", "--epochs", "1", "--workers", "1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"skipped sample '{key}' of shard '{shard}'" in " ".join(result.stderr.split())
+
+
+def test_a_batch_larger_than_the_data_is_an_error_not_a_silent_success(train_shards: Path, tmp_path: Path) -> None:
+    result = run(train_command(train_shards, tmp_path / "run", "--epochs", "1", "--workers", "1",
+                               "--batch-size", "64"))
+    assert result.returncode == 1
+    assert "had no training step" in " ".join(result.stderr.split())
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
+def test_resume_without_a_checkpoint_says_so_and_starts(train_shards: Path, tmp_path: Path) -> None:
+    result = run(train_command(train_shards, tmp_path / "run", "--epochs", "1", "--workers", "1", "--resume"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--resume: no checkpoint in" in " ".join(result.stderr.split())
+    assert [e["epoch"] for e in records(tmp_path / "run", "epoch")] == [0]
+
+
+def test_a_truncated_last_checkpoint_falls_back_to_the_newest_epoch_one(train_shards: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert run(train_command(train_shards, out, "--epochs", "2", "--workers", "1")).returncode == 0
+    last = out / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # truncated in place
+    result = run(train_command(train_shards, out, "--epochs", "3", "--workers", "1", "--resume"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    stderr = " ".join(result.stderr.split())
+    assert "last.pt is not a readable checkpoint" in stderr
+    assert "resuming from epoch-0002.pt instead of last.pt" in stderr
+    assert [e["epoch"] for e in records(out, "epoch")] == [0, 1, 2]
+    assert torch.load(last, weights_only=False)["state"]["epoch"] == 3
+
+
+def test_no_readable_checkpoint_is_a_clear_error(train_shards: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "last.pt").write_bytes(b"not a checkpoint")
+    result = run(train_command(train_shards, tmp_path / "run", "--epochs", "1", "--resume"))
+    assert result.returncode == 1
+    assert "none of the checkpoints" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr
+
+
+def test_init_from_a_checkpoint_of_another_architecture_is_a_clear_error(train_shards: Path, tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    assert run(train_command(train_shards, first, "--epochs", "1", "--workers", "1")).returncode == 0
+    result = run(train_command(train_shards, tmp_path / "second", "--epochs", "1", "--workers", "1",
+                               "--width", "8", "--init-from", str(first / "checkpoints" / "last.pt")))
+    assert result.returncode == 1
+    assert "holds weights of another shape" in " ".join(result.stderr.split())
+    assert json.loads((first / "config.json").read_text())["width"] == 4
