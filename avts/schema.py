@@ -14,7 +14,8 @@ A shard is a plain WebDataset tar. Each sample is three members sharing one key:
 ``<key>.json``
     :class:`SampleMeta`: where the sample came from and what it holds.
 
-Train shards are named ``0000.tar, 0001.tar, ...`` and validation shards ``val-0000.tar, ...``.
+Train shards are named ``0000.tar, 0001.tar, ...``, validation shards ``val-0000.tar, ...`` and, when official
+split files decide the split (UCF101, HMDB51), test shards ``test-0000.tar, ...``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ SAMPLE_EXTS = (VIDEO_EXT, FBANK_EXT, META_EXT)
 
 TRAIN = "train"
 VAL = "val"
+TEST = "test"
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,15 @@ class SampleMeta:
     audio_pad_s: float  # seconds of silence added where the source audio did not cover the video
     mp3: bool  # whether the audio went through an MP3 round-trip before features
     schema_version: int = SCHEMA_VERSION
+    # written since the audio is placed by its timestamps (absent from older samples: these defaults)
+    audio_stream: int | None = None  # container index of the source audio stream used
+    audio_gaps: int = 0  # silences inserted mid-file where the source audio timestamps jump forward
+    audio_gap_s: float = 0.0
+    audio_overlaps: int = 0  # places where the timestamps went back: the repeated audio was dropped
+    audio_overlap_s: float = 0.0
+    audio_drift_ms: float = 0.0  # largest distance between audio and its timestamps left as jitter (< 1 frame)
+    truncated: bool = False  # kept although the file ends before its declared duration (--keep-truncated)
+    lost_s: float = 0.0  # media lost mid-file to undecodable data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SampleMeta":
@@ -98,8 +109,15 @@ def val_shard_name(index: int) -> str:
     return f"val-{index:04d}.tar"
 
 
+def test_shard_name(index: int) -> str:
+    """File name of the ``index``-th test shard (split files only)."""
+    return f"test-{index:04d}.tar"
+
+
 def shard_name(split: str, index: int) -> str:
-    """File name of a shard of ``split`` (``train`` or ``val``)."""
+    """File name of a shard of ``split`` (``train``, ``val`` or ``test``)."""
+    if split == TEST:
+        return test_shard_name(index)
     return train_shard_name(index) if split == TRAIN else val_shard_name(index)
 
 

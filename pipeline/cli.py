@@ -32,6 +32,8 @@ def summary_table(summary: IngestSummary, config: IngestConfig) -> Table:
     table.add_row("videos", str(summary.videos))
     table.add_row("ingested", f"[green]{summary.ok}")
     table.add_row("failed", f"[red]{summary.failed}")
+    if summary.skipped:
+        table.add_row("skipped on purpose", str(summary.skipped))
     for reason, count in sorted(summary.failed_by_reason.items(), key=lambda kv: -kv[1]):
         table.add_row(f"  {reason}", str(count))
     table.add_row("hours of video", f"{summary.hours:.3f}")

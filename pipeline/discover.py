@@ -12,10 +12,14 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from avts.schema import TRAIN, VAL, shard_name
+from avts.schema import TEST, TRAIN, VAL, shard_name
+
+if TYPE_CHECKING:
+    from pipeline.splits import SplitTable
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _KEY_STEM_CHARS = 80
@@ -42,15 +46,70 @@ class ShardJob:
     items: tuple[VideoItem, ...]
 
 
-def find_files(src: Path) -> list[Path]:
-    """All regular files under ``src``, recursively, sorted; hidden files and folders are skipped."""
+@dataclass(frozen=True)
+class Skipped:
+    """Something under the source folder that is not ingested, and why."""
+
+    relpath: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """The files to ingest, and what was passed over."""
+
+    files: list[Path]
+    skipped: list[Skipped]
+
+
+def display_path(path: Path, src: Path) -> str:
+    """``path`` relative to ``src`` with POSIX separators, as valid text: bytes of a name that is not valid
+    UTF-8 are shown as ``\\xNN`` escapes (the file itself is still opened by its real name)."""
+    text = path.relative_to(src).as_posix()
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def find_files(src: Path, exclude: tuple[Path, ...] = ()) -> Discovery:
+    """All regular files under ``src``, recursively, sorted, following symlinked folders (once each).
+
+    Passed over, and reported: hidden files and folders (names starting with ``.``), folders that cannot be
+    read, a symlinked folder already visited (a loop), and the ``exclude`` folders (the output, when it lies
+    inside the source).
+    """
     if not src.is_dir():
         raise FileNotFoundError(f"source folder {src} does not exist or is not a folder")
+    excluded = {folder.resolve() for folder in exclude}
+    visited: set[Path] = set()
     found: list[Path] = []
-    for root, dirs, files in os.walk(src):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(root) / name for name in files if not name.startswith("."))
-    return sorted(found)
+    skipped: list[Skipped] = []
+
+    def unreadable(error: OSError) -> None:
+        skipped.append(Skipped(display_path(Path(error.filename), src), f"unreadable folder: {error.strerror}"))
+
+    for root, dirs, files in os.walk(src, onerror=unreadable, followlinks=True):
+        here = Path(root)
+        real = here.resolve()
+        if real in visited:  # a symlink back to a folder already walked
+            skipped.append(Skipped(display_path(here, src), "symlink loop: folder already visited"))
+            dirs[:] = []
+            continue
+        visited.add(real)
+        kept = []
+        for name in sorted(dirs):
+            folder = here / name
+            if name.startswith("."):
+                skipped.append(Skipped(display_path(folder, src), "hidden folder"))
+            elif folder.resolve() in excluded:
+                skipped.append(Skipped(display_path(folder, src), "the output folder"))
+            else:
+                kept.append(name)
+        dirs[:] = kept
+        for name in files:
+            if name.startswith("."):
+                skipped.append(Skipped(display_path(here / name, src), "hidden file"))
+            else:
+                found.append(here / name)
+    return Discovery(sorted(found), sorted(skipped, key=lambda entry: entry.relpath))
 
 
 def video_key(relpath: str) -> str:
@@ -90,13 +149,20 @@ def stats_subset_size(ingested_train_videos: int, fraction: float) -> int:
     return min(ingested_train_videos, max(1, round(fraction * ingested_train_videos)))
 
 
-def plan_shards(src: Path, files: list[Path], shard_size: int, val_fraction: float, seed: int) -> list[ShardJob]:
-    """Assign every file to a shard: train and val separately, in key order, ``shard_size`` per shard."""
+def plan_shards(src: Path, files: list[Path], shard_size: int, val_fraction: float, seed: int,
+                splits: SplitTable | None = None) -> list[ShardJob]:
+    """Assign every file to a shard: train, val and test separately, in key order, ``shard_size`` per shard.
+
+    The split is the key hash's (train or val), or with ``splits`` the split files' (train or test; the files
+    they leave out are not planned).
+    """
     entries = []
     for path in files:
-        relpath = path.relative_to(src).as_posix()
+        relpath = display_path(path, src)
         key = video_key(relpath)
-        entries.append((key, path.resolve(), relpath, label_of(relpath), split_of(key, val_fraction)))
+        split = split_of(key, val_fraction) if splits is None else splits.split_of(relpath)
+        if split is not None:
+            entries.append((key, path.resolve(), relpath, label_of(relpath), split))
     duplicates = [key for key, count in Counter(entry[0] for entry in entries).items() if count > 1]
     if duplicates:
         raise ValueError(f"key collision for {sorted(duplicates)}; rename the files")
@@ -104,7 +170,7 @@ def plan_shards(src: Path, files: list[Path], shard_size: int, val_fraction: flo
     items = sorted((VideoItem(key, path, rel, label, split, order.get(key))
                     for key, path, rel, label, split in entries), key=lambda item: item.key)
     jobs: list[ShardJob] = []
-    for split in (TRAIN, VAL):
+    for split in (TRAIN, VAL, TEST):
         chosen = [item for item in items if item.split == split]
         for index, start in enumerate(range(0, len(chosen), shard_size)):
             jobs.append(ShardJob(shard_name(split, index), split, tuple(chosen[start:start + shard_size])))

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import shutil
+import errno
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -12,20 +11,19 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
-from avts.atomic import atomic_write_text, remove_partials
 from avts.progress import CountProgress
-from avts.schema import SCHEMA_VERSION
+from avts.schema import SCHEMA_VERSION, TRAIN
 from pipeline.config import IngestConfig
-from pipeline.discover import ShardJob, find_files, plan_shards, stats_subset_size
+from pipeline.discover import Discovery, ShardJob, find_files, plan_shards, stats_subset_size, video_key
 from pipeline.distributor import Engine, ShardDone, VideoDone, distribute, worker_env
-from pipeline.manifest import FAILED, OK, ShardPart, VideoRow, part_path, read_part, video_row
+from pipeline.manifest import FAILED, OK, SKIPPED, ShardPart, VideoRow, part_path, read_part, skipped_row, video_row
 from pipeline.moments import combine
+from pipeline.output_dir import OutputError, claim, locked, remove_own_shards, remove_temporaries
 from pipeline.process_engine import ProcessEngine
 from pipeline.ray_engine import RayEngine
 from pipeline.splits import SplitFileError, SplitTable, match_files, read_split_files
 from pipeline.tables import write_tables
 
-SETTINGS_FILE = "ingest.json"
 
 
 class IngestError(Exception):
@@ -45,25 +43,51 @@ class IngestSummary:
     bytes: int = 0
     resumed_shards: int = 0
     failed_shards: int = 0
+    skipped: int = 0
     elapsed_s: float = 0.0
 
 
 def run_ingest(config: IngestConfig, console: Console | None = None) -> IngestSummary:
-    """Ingest ``config.src`` into shards and manifests; resumes a previous run with the same settings."""
-    started = time.monotonic()
+    """Ingest ``config.src`` into shards and manifests; resumes a previous run with the same settings.
+
+    Holds the output folders' locks for the whole run (see :mod:`pipeline.output_dir`); what the run knows
+    it owns (temporary files of killed workers, of a full disk) is cleaned up when it ends, however it ends.
+    """
     console = console or Console(stderr=True, soft_wrap=True)
-    files = find_files(config.src)
+    try:
+        with locked(config.out), locked(config.manifest_dir):
+            try:
+                return ingest_locked(config, console)
+            finally:
+                remove_temporaries(config.out, config.manifest_dir, config.manifest_dir / "parts")
+    except OutputError as error:
+        raise IngestError(str(error)) from None
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise IngestError(f"no space left on device ({error.filename or 'while writing'}): free some space and "
+                              "rerun the same command; complete shards are kept and resumed") from None
+        raise
+
+
+def ingest_locked(config: IngestConfig, console: Console) -> IngestSummary:
+    """:func:`run_ingest` once the output folders are locked."""
+    started = time.monotonic()
+    discovery = find_files(config.src, exclude=(config.out, config.manifest_dir))
+    files = discovery.files
     if not files:
         raise IngestError(f"no files found under {config.src}")
     splits, skipped = read_splits(config, files, console)
+    skipped += [skipped_row(entry.relpath, entry.reason, video_key(entry.relpath)) for entry in discovery.skipped]
     jobs = plan_shards(config.src, files, config.shard_size, config.val_fraction, config.seed, splits)
+    warn_about_plan(jobs, discovery, console)
     prepare_output(config, jobs)
     finished = {job.name: part for job in jobs if (part := completed_part(config, job)) is not None}
     todo = [job for job in jobs if job.name not in finished]
     parts = list(finished.values())
     failed_rows: list[VideoRow] = []
     failed_shards = 0
-    with CountProgress("ingest", len(files) - len(skipped), "videos", console=console, plain=config.plain) as bar:
+    with CountProgress("ingest", sum(len(job.items) for job in jobs), "videos", console=console,
+                       plain=config.plain) as bar:
         bar.already_done(sum(len(p.videos) for p in parts), sum(r.status == FAILED for p in parts for r in p.videos))
         engine = start_engine(config) if todo else None
         try:
@@ -113,30 +137,31 @@ def choose_stats_subset(parts: list[ShardPart], fraction: float) -> set[str]:
 
 
 def prepare_output(config: IngestConfig, jobs: list[ShardJob]) -> None:
-    """Create folders; refuse to mix settings; on ``--overwrite`` start over; drop partial and stale files."""
+    """Claim the output folders (refusing other jobs' or other settings' folders); with ``--overwrite`` remove
+    this tool's earlier shards and parts; remove this tool's shards that the plan no longer has."""
     settings = {"schema_version": SCHEMA_VERSION, **config.content_settings()}
-    settings_path = config.manifest_dir / SETTINGS_FILE
-    if config.overwrite:
-        for path in config.out.glob("*.tar"):  # train and val-* shards alike (listing both twice broke this)
-            path.unlink()
-        shutil.rmtree(config.manifest_dir / "parts", ignore_errors=True)
-        settings_path.unlink(missing_ok=True)
-    elif settings_path.exists():
-        previous = json.loads(settings_path.read_text())
-        if previous != settings:
-            changed = sorted(k for k in settings if previous.get(k) != settings[k])
-            raise IngestError(f"{config.out} holds shards made with other settings ({', '.join(changed)}); "
-                              "rerun with the same settings to resume, or pass --overwrite to start over")
     config.out.mkdir(parents=True, exist_ok=True)
-    (config.manifest_dir / "parts").mkdir(parents=True, exist_ok=True)
-    atomic_write_text(settings_path, json.dumps(settings, indent=2))
-    for folder in (config.out, config.manifest_dir, config.manifest_dir / "parts"):
-        remove_partials(folder)
-    planned = {job.name for job in jobs}
-    for path in config.out.glob("*.tar"):
-        if path.name not in planned:  # from an earlier run over a larger input
-            path.unlink()
-            part_path(config.manifest_dir, path.name).unlink(missing_ok=True)
+    ours = claim(config.out, config.manifest_dir, settings, config.overwrite, config.allow_other_files)
+    parts = config.manifest_dir / "parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    keep = set() if config.overwrite else {job.name for job in jobs}
+    if ours or config.overwrite:
+        for name in remove_own_shards(config.out, keep):  # from an earlier run over other or more input
+            part_path(config.manifest_dir, name).unlink(missing_ok=True)
+    if config.overwrite:
+        for part in parts.glob("*.json"):
+            part.unlink()
+
+
+def warn_about_plan(jobs: list[ShardJob], discovery: Discovery, console: Console) -> None:
+    """Say, before the work starts, what was passed over and whether anything goes to training."""
+    if discovery.skipped:
+        reasons = Counter(entry.reason.split(":", 1)[0] for entry in discovery.skipped)
+        console.print("passed over (rows with status 'skipped' in videos.parquet): "
+                      + ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items())), highlight=False)
+    if jobs and not any(job.split == TRAIN for job in jobs):
+        console.print("[bold yellow]warning: no video goes to training (every one is in the validation or test "
+                      "split): there will be no training shards and no stats.json")
 
 
 def completed_part(config: IngestConfig, job: ShardJob) -> ShardPart | None:
@@ -169,7 +194,7 @@ def summarize(videos: pd.DataFrame, shards: pd.DataFrame, resumed: int, failed_s
     ok = videos[videos.status == OK]
     failed = videos[videos.status == FAILED]
     return IngestSummary(
-        videos=len(videos), ok=len(ok), failed=len(failed),
+        videos=len(videos), ok=len(ok), failed=len(failed), skipped=int((videos.status == SKIPPED).sum()),
         failed_by_reason=dict(Counter(reason or "unknown" for reason in failed.reason)),
         hours=float(ok.duration_s.sum()) / 3600, shards=len(shards), bytes=int(shards.bytes.sum()),
         resumed_shards=resumed, failed_shards=failed_shards, elapsed_s=elapsed_s)

@@ -15,6 +15,7 @@ from pipeline.discover import VideoItem
 
 OK = "ok"
 FAILED = "failed"
+SKIPPED = "skipped"  # found under the source but not ingested on purpose (hidden, left out by split files, ...)
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,21 @@ class SourceInfo:
     has_audio: bool | None = None
     audio_sample_rate: int | None = None
     audio_channels: int | None = None
+    audio_stream: int | None = None  # container index of the audio stream used (chosen as the ffmpeg CLI does)
+    duration_s: float | None = None  # what the container declares (a truncated file says more than it holds)
+
+
+@dataclass(frozen=True)
+class IngestFacts:
+    """How faithfully a kept file became a sample: audio placement by timestamps and damage (pipeline.audio)."""
+
+    audio_gaps: int = 0  # silences inserted mid-file where the audio timestamps jump forward (≥ 10 ms)
+    audio_gap_s: float = 0.0
+    audio_overlaps: int = 0  # places where the timestamps went back (≥ 10 ms): the repeated audio was dropped
+    audio_overlap_s: float = 0.0
+    audio_drift_ms: float = 0.0  # largest distance between audio and its timestamps left as jitter (< 1 frame)
+    truncated: bool = False  # kept with --keep-truncated: the file ends before its declared duration
+    lost_s: float = 0.0  # media lost mid-file to undecodable data (kept with --keep-truncated above 0.5 s)
 
 
 @dataclass(frozen=True)
@@ -36,7 +52,7 @@ class VideoRow:
     key: str
     path: str
     label: str | None
-    split: str
+    split: str | None  # None for skipped entries
     status: str
     reason: str | None  # short and stable ("corrupt", "too short", ...): what failed rows are grouped by
     detail: str | None  # what exactly was wrong, for a person
@@ -52,13 +68,23 @@ class VideoRow:
     source_bytes: int
     decode_errors: int = 0
     stats_rank: int | None = None
+    source_duration_s: float | None = None
+    audio_stream: int | None = None
+    audio_gaps: int = 0
+    audio_gap_s: float = 0.0
+    audio_overlaps: int = 0
+    audio_overlap_s: float = 0.0
+    audio_drift_ms: float = 0.0
+    truncated: bool = False
+    lost_s: float = 0.0
 
 
 def video_row(item: VideoItem, status: str, *, source: SourceInfo | None = None, reason: str | None = None,
               detail: str | None = None, shard: str | None = None, duration_s: float | None = None,
-              decode_errors: int = 0) -> VideoRow:
+              decode_errors: int = 0, facts: IngestFacts | None = None) -> VideoRow:
     """The manifest row of ``item``: what the plan knows, plus what transcoding learned."""
     info = source or SourceInfo()
+    learned = facts or IngestFacts()
     try:
         source_bytes = item.path.stat().st_size
     except OSError:
@@ -67,7 +93,15 @@ def video_row(item: VideoItem, status: str, *, source: SourceInfo | None = None,
                     reason=reason, detail=detail or None, duration_s=duration_s, fps=info.fps, width=info.width,
                     height=info.height, has_audio=info.has_audio, audio_sample_rate=info.audio_sample_rate,
                     audio_channels=info.audio_channels, shard=shard, in_stats_subset=False,
-                    source_bytes=source_bytes, decode_errors=decode_errors, stats_rank=item.stats_rank)
+                    source_bytes=source_bytes, decode_errors=decode_errors, stats_rank=item.stats_rank,
+                    source_duration_s=info.duration_s, audio_stream=info.audio_stream, **asdict(learned))
+
+
+def skipped_row(relpath: str, reason: str, key: str, label: str | None = None) -> VideoRow:
+    """The manifest row of something under the source that is not ingested on purpose."""
+    return VideoRow(key=key, path=relpath, label=label, split=None, status=SKIPPED, reason=reason, detail=None,
+                    duration_s=None, fps=None, width=None, height=None, has_audio=None, audio_sample_rate=None,
+                    audio_channels=None, shard=None, in_stats_subset=False, source_bytes=0)
 
 
 @dataclass(frozen=True)

@@ -1,21 +1,36 @@
-"""One input file → one shard sample, in a single demux/decode pass; bad input raises :class:`MediaError`."""
+"""One input file → one shard sample, in a single demux/decode pass; bad input raises :class:`MediaError`.
+
+Memory does not grow with the video's length: video frames are encoded and audio features computed as the
+packets are decoded (see :mod:`pipeline.video` and :mod:`pipeline.audio`); only the encoded MP4 and the float16
+features (~20 KB per second at the defaults) are kept.
+
+Damage policy. A file that ends before the duration its container declares (*truncated*), or that lost more than
+:data:`DAMAGE_TOLERANCE_S` of media mid-file to undecodable packets (*corrupt middle*), fails by default
+(``truncated: decoded 5.1 of 35.2 s``; ``corrupt: 1.0 s lost mid-file to undecodable data (16 bad packets)``).
+With ``keep_truncated`` the decoded part is kept, placed by its timestamps (silence where audio is missing), and
+the row and the sample's metadata say so (``truncated``, ``lost_s``, the same text in ``detail``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import av
-import numpy as np
 
-from pipeline.audio import AudioCollector, align_to_video, log_filterbank, mp3_round_trip, rms_dbfs
+from avts.schema import AUDIO_SAMPLE_RATE, VIDEO_FPS, Sample, SampleMeta
+from pipeline.audio import AudioResult, AudioTimingError, AudioTrack
 from pipeline.config import EncodeSettings
 from pipeline.discover import VideoItem
-from pipeline.manifest import SourceInfo
-from avts.schema import AUDIO_SAMPLE_RATE, FBANK_DTYPE, VIDEO_FPS, Sample, SampleMeta
+from pipeline.manifest import IngestFacts, SourceInfo
 from pipeline.video import VideoResampler
 
 SILENCE_DBFS = -70.0
 MAX_DECODE_ERRORS = 50
+DAMAGE_TOLERANCE_S = 0.5  # media missing at the end or lost mid-file beyond this makes a file damaged
+DEFAULT_BONUS = 5_000_000  # the ffmpeg CLI's weight of the `default` disposition when it picks a stream
 TEXT_FORMATS = {"tty"}  # ffmpeg opens .txt/.nfo/... text as an ANSI-art "video"; not a media file
 
 
@@ -27,6 +42,7 @@ class MediaError(Exception):
         self.reason = reason
         self.detail = detail
         self.source = SourceInfo()  # what was known of the file when it failed
+        self.decode_errors = 0  # corrupt packets met before it failed
 
 
 @dataclass(frozen=True)
@@ -36,12 +52,32 @@ class Transcoded:
     sample: Sample
     source: SourceInfo
     decode_errors: int  # corrupt packets skipped
+    facts: IngestFacts  # audio placement and damage
+    damage: str | None  # what was wrong with a file kept with keep_truncated, for the row's detail
+
+
+def check_readable(item: VideoItem) -> None:
+    """Clear reasons for files that cannot be read at all, before any demuxing."""
+    try:
+        size = item.path.stat().st_size
+    except FileNotFoundError as error:
+        if item.path.is_symlink():
+            raise MediaError("unreadable", f"broken symlink: {os.readlink(item.path)} does not exist") from error
+        raise MediaError("unreadable", "file not found: a broken symlink, or removed after it was listed") from error
+    except OSError as error:
+        raise MediaError("unreadable", error.strerror or str(error)) from error
+    if size == 0:
+        raise MediaError("empty file")
+    try:
+        with item.path.open("rb") as handle:
+            handle.read(1)
+    except OSError as error:
+        raise MediaError("unreadable", error.strerror or str(error)) from error
 
 
 def open_media(item: VideoItem) -> av.container.InputContainer:
-    """Open a file by content (not extension), with clear reasons for empty and non-media files."""
-    if item.path.stat().st_size == 0:
-        raise MediaError("empty file")
+    """Open a file by content (not extension), with clear reasons for unreadable, empty and non-media files."""
+    check_readable(item)
     try:
         container = av.open(str(item.path), "r")
     except av.FFmpegError as error:
@@ -52,10 +88,47 @@ def open_media(item: VideoItem) -> av.container.InputContainer:
     return container
 
 
-def source_info(container: av.container.InputContainer) -> SourceInfo:
-    """Source frame rate, size and audio facts from the stream headers."""
-    video = container.streams.best("video")
-    audio = container.streams.best("audio")
+def is_attached_picture(stream: av.stream.Stream) -> bool:
+    """Cover art and the like: a "video" stream holding one still picture."""
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
+
+
+def _cli_choice(streams: list[Any], size: Callable[[Any], int]) -> Any:
+    best, best_score = None, 0
+    for stream in streams:
+        score = size(stream) + DEFAULT_BONUS * bool(stream.disposition & av.stream.Disposition.default)
+        if score > best_score:  # the first of equals wins
+            best, best_score = stream, score
+    return best
+
+
+def pick_video_stream(container: av.container.InputContainer) -> av.VideoStream | None:
+    """The video stream the ffmpeg command line maps by default: highest resolution, a `default` disposition
+    outweighing it; attached pictures (cover art) never count as video here."""
+    moving = [stream for stream in container.streams.video if not is_attached_picture(stream)]
+    return _cli_choice(moving, lambda s: s.codec_context.width * s.codec_context.height)
+
+
+def pick_audio_stream(container: av.container.InputContainer) -> av.AudioStream | None:
+    """The audio stream the ffmpeg command line maps by default: most channels, a `default` disposition
+    outweighing them (fftools ``map_auto_audio``: score = channels + 5,000,000 × default; first wins ties)."""
+    return _cli_choice(list(container.streams.audio), lambda s: s.codec_context.channels)
+
+
+def declared_end_s(container: av.container.InputContainer, streams: list[av.stream.Stream]) -> float | None:
+    """Where the container says the chosen streams end (source seconds), or None if it does not say."""
+    ends = [float((stream.start_time or 0) * stream.time_base + stream.duration * stream.time_base)
+            for stream in streams if stream.duration and stream.time_base is not None]
+    if len(ends) == len(streams):
+        return max(ends)
+    if container.duration:
+        return ((container.start_time or 0) + container.duration) / av.time_base
+    return max(ends) if ends else None
+
+
+def source_info(container: av.container.InputContainer, video: av.VideoStream | None,
+                audio: av.AudioStream | None) -> SourceInfo:
+    """Source frame rate, size, audio facts and declared duration from the stream headers."""
     return SourceInfo(
         fps=float(video.average_rate) if video is not None and video.average_rate else None,
         width=video.codec_context.width if video is not None else None,
@@ -63,87 +136,176 @@ def source_info(container: av.container.InputContainer) -> SourceInfo:
         has_audio=audio is not None,
         audio_sample_rate=audio.codec_context.sample_rate if audio is not None else None,
         audio_channels=audio.codec_context.channels if audio is not None else None,
+        audio_stream=audio.index if audio is not None else None,
+        duration_s=container.duration / av.time_base if container.duration else None,
     )
 
 
 def transcode(item: VideoItem, settings: EncodeSettings) -> Transcoded:
-    """Decode ``item`` once and build its sample: 25 fps video, aligned audio features, metadata."""
+    """Decode ``item`` once and build its sample: 25 fps video, audio features on its clock, metadata."""
     with open_media(item) as container:
-        info = source_info(container)
+        video_stream, audio_stream = pick_video_stream(container), pick_audio_stream(container)
+        info = source_info(container, video_stream, audio_stream)
         try:
-            return _transcode_open(item, settings, container, info)
+            if video_stream is None:
+                pictures = any(is_attached_picture(stream) for stream in container.streams.video)
+                raise MediaError("no video stream", ("audio only (cover art)" if pictures else "audio only")
+                                 if audio_stream is not None else "")
+            if audio_stream is None:
+                raise MediaError("no audio stream")
+            return _transcode_streams(item, settings, container, video_stream, audio_stream, info)
         except MediaError as error:
             error.source = info
             raise
 
 
-def _transcode_open(item: VideoItem, settings: EncodeSettings, container: av.container.InputContainer,
-                    info: SourceInfo) -> Transcoded:
-    video_stream = container.streams.best("video")
-    audio_stream = container.streams.best("audio")
-    if video_stream is None:
-        raise MediaError("no video stream", "audio only" if audio_stream is not None else "")
-    if audio_stream is None:
-        raise MediaError("no audio stream")
+class StreamCoverage:
+    """Where one stream's decoded frames start and end, and how much undecodable packets cost it mid-file."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.end: float | None = None
+        self.lost_s = 0.0
+        self.loss_pending = False  # packets were undecodable since the last decoded frame
+
+    def frame(self, start: float | None, duration: float) -> None:
+        """A decoded frame at source time ``start`` lasting ``duration`` seconds."""
+        if start is None:
+            return
+        if self.loss_pending and self.end is not None and start > self.end:
+            self.lost_s += start - self.end
+        self.loss_pending = False
+        self.first = start if self.first is None else min(self.first, start)
+        self.end = start + duration if self.end is None else max(self.end, start + duration)
+
+
+@dataclass
+class Decoded:
+    """What the decoding pass met."""
+
+    errors: list[str]
+    video: StreamCoverage
+    audio: StreamCoverage
+
+
+def decode_streams(container: av.container.InputContainer, video_stream: av.VideoStream,
+                   audio_stream: av.AudioStream, video: VideoResampler, audio: AudioTrack) -> Decoded:
+    """Demux and decode both streams into their subsamplers; returns the errors met and the streams' coverage.
+
+    Like the ffmpeg command line, a corrupt packet is skipped rather than ending the file, and a container
+    that breaks off (a truncated file) keeps what was read before; too many bad packets make the file fail.
+    Whether what was decoded is enough is decided by the caller.
+    """
+    decoded = Decoded([], StreamCoverage(), StreamCoverage())
+    frame_s = 1 / float(video_stream.average_rate) if video_stream.average_rate else 1 / VIDEO_FPS
+    try:
+        for packet in container.demux(video_stream, audio_stream):
+            coverage = decoded.video if packet.stream is video_stream else decoded.audio
+            try:
+                frames = packet.decode()
+            except av.FFmpegError as error:
+                decoded.errors.append(str(error))
+                coverage.loss_pending = True
+                if len(decoded.errors) > MAX_DECODE_ERRORS:
+                    raise MediaError("corrupt", f"more than {MAX_DECODE_ERRORS} undecodable packets") from error
+                continue
+            for frame in frames:
+                if isinstance(frame, av.VideoFrame):
+                    duration = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else 0
+                    coverage.frame(frame.time, duration or frame_s)
+                    video.push(frame)
+                    audio.video_progress(video.start_s, video.frames)
+                elif isinstance(frame, av.AudioFrame):
+                    after_loss = coverage.loss_pending
+                    coverage.frame(frame.time, frame.samples / frame.sample_rate if frame.sample_rate else 0.0)
+                    audio.push(frame, after_loss)
+    except av.FFmpegError as error:
+        decoded.errors.append(str(error))
+    except AudioTimingError as error:
+        failure = MediaError("audio out of sync", str(error))
+        failure.decode_errors = len(decoded.errors)
+        raise failure from error
+    except MediaError as failure:
+        failure.decode_errors = len(decoded.errors)
+        raise
+    return decoded
+
+
+def damage_of(container: av.container.InputContainer, streams: list[av.stream.Stream],
+              decoded: Decoded) -> tuple[str, str] | None:
+    """``(reason, detail)`` when the file is truncated or lost too much mid-file, else None."""
+    declared = declared_end_s(container, streams)
+    ends = [c.end for c in (decoded.video, decoded.audio) if c.end is not None]
+    firsts = [c.first for c in (decoded.video, decoded.audio) if c.first is not None]
+    if declared is not None and ends and declared - max(ends) > DAMAGE_TOLERANCE_S:
+        start = min(firsts)
+        return "truncated", f"decoded {max(ends) - start:.1f} of {declared - start:.1f} s"
+    lost = max(decoded.video.lost_s, decoded.audio.lost_s)
+    if lost > DAMAGE_TOLERANCE_S:
+        bad = len(decoded.errors)
+        return "corrupt", f"{lost:.1f} s lost mid-file to undecodable data ({bad} bad packet{'s' * (bad != 1)})"
+    return None
+
+
+def _transcode_streams(item: VideoItem, settings: EncodeSettings, container: av.container.InputContainer,
+                       video_stream: av.VideoStream, audio_stream: av.AudioStream, info: SourceInfo) -> Transcoded:
     for stream in (video_stream, audio_stream):
         stream.codec_context.thread_count = settings.threads
     video = VideoResampler(settings.short_side, settings.crf, settings.preset, settings.threads)
-    audio = AudioCollector()
-    errors = decode_streams(container, video_stream, audio_stream, video, audio)
+    audio = AudioTrack(settings.mp3_bitrate if settings.mp3 else None)
+    decoded = decode_streams(container, video_stream, audio_stream, video, audio)
+    try:
+        return _finish(item, settings, container, [video_stream, audio_stream], video, audio, decoded, info)
+    except MediaError as error:
+        error.decode_errors = len(decoded.errors)
+        raise
+
+
+def _finish(item: VideoItem, settings: EncodeSettings, container: av.container.InputContainer,
+            streams: list[av.stream.Stream], video: VideoResampler, audio: AudioTrack, decoded: Decoded,
+            info: SourceInfo) -> Transcoded:
+    errors = decoded.errors
     try:
         encoded = video.finish()
     except ValueError as error:
+        if video.decoded:  # e.g. a single frame: nothing comes out of the 25-fps filter
+            raise MediaError("too short", f"{video.decoded / VIDEO_FPS:.2f} s < {settings.min_duration} s") from error
         raise MediaError("corrupt", errors[-1] if errors else "no decodable video frames") from error
+    damage = damage_of(container, streams, decoded)
+    if damage is not None and not settings.keep_truncated:
+        raise MediaError(*damage)
     if encoded.frames < settings.min_duration * VIDEO_FPS:
         raise MediaError("too short", f"{encoded.frames / VIDEO_FPS:.2f} s < {settings.min_duration} s")
-    signal = audio.finish()
-    if audio.start_s is None or len(signal) == 0:
+    if not audio.started:
         raise MediaError("corrupt", errors[-1] if errors else "no decodable audio")
-    aligned, padded = align_to_video(signal, audio.start_s, encoded.start_s, encoded.frames)
-    if padded > len(aligned) - settings.min_duration * AUDIO_SAMPLE_RATE:
-        raise MediaError("audio too short", f"covers {(len(aligned) - padded) / AUDIO_SAMPLE_RATE:.2f} s")
-    level = rms_dbfs(aligned)
-    if level < SILENCE_DBFS:
-        raise MediaError("silent audio", f"RMS {level:.0f} dBFS")
-    if settings.mp3:
-        aligned = mp3_round_trip(aligned, settings.mp3_bitrate)
-    fbank = log_filterbank(aligned).astype(FBANK_DTYPE)
+    placed = audio.finish(encoded.start_s, encoded.frames)
+    if placed.covered_samples < settings.min_duration * AUDIO_SAMPLE_RATE:
+        raise MediaError("audio too short", f"covers {placed.covered_samples / AUDIO_SAMPLE_RATE:.2f} s")
+    if placed.level_dbfs < SILENCE_DBFS:
+        raise MediaError("silent audio", f"RMS {placed.level_dbfs:.0f} dBFS")
     if round(video.rotation) % 180 != 0:  # report the displayed size, as the stored video shows it
         info = replace(info, width=info.height, height=info.width)
+    facts = ingest_facts(placed, damage, decoded)
     meta = SampleMeta(
         key=item.key, source=item.relpath, label=item.label,
         duration_s=encoded.frames / VIDEO_FPS, source_start_s=encoded.start_s, frames=encoded.frames,
         fps=info.fps or 0.0,
         width=info.width or 0, height=info.height or 0, stored_width=encoded.width, stored_height=encoded.height,
         audio_sample_rate=info.audio_sample_rate or 0, audio_channels=info.audio_channels or 0,
-        audio_pad_s=padded / AUDIO_SAMPLE_RATE, mp3=settings.mp3,
+        audio_pad_s=placed.pad_samples / AUDIO_SAMPLE_RATE, mp3=settings.mp3, audio_stream=info.audio_stream,
+        **asdict(facts),
     )
-    return Transcoded(Sample(item.key, encoded.data, fbank, meta), info, len(errors))
+    sample = Sample(item.key, encoded.data, placed.fbank, meta)
+    return Transcoded(sample, info, len(errors), facts, f"{damage[0]}: {damage[1]}" if damage else None)
 
 
-def decode_streams(container: av.container.InputContainer, video_stream: av.VideoStream,
-                   audio_stream: av.AudioStream, video: VideoResampler, audio: AudioCollector) -> list[str]:
-    """Demux and decode both streams into their subsamplers; returns the errors met on the way.
-
-    Like the ffmpeg command line, a corrupt packet is skipped rather than ending the file, and a container
-    that breaks off (a truncated file) keeps what was read before; too many bad packets make the file fail.
-    Whether what was decoded is enough is decided by the caller.
-    """
-    errors: list[str] = []
-    try:
-        for packet in container.demux(video_stream, audio_stream):
-            try:
-                frames = packet.decode()
-            except av.FFmpegError as error:
-                errors.append(str(error))
-                if len(errors) > MAX_DECODE_ERRORS:
-                    raise MediaError("corrupt", f"more than {MAX_DECODE_ERRORS} undecodable packets") from error
-                continue
-            for frame in frames:
-                if packet.stream is video_stream:
-                    video.push(frame)
-                else:
-                    audio.push(frame)
-    except av.FFmpegError as error:
-        errors.append(str(error))
-    return errors
+def ingest_facts(placed: AudioResult, damage: tuple[str, str] | None, decoded: Decoded) -> IngestFacts:
+    """The manifest's account of how the audio was placed and what was damaged."""
+    timing = placed.timing
+    return IngestFacts(
+        audio_gaps=len(timing.gaps), audio_gap_s=timing.gap_samples / AUDIO_SAMPLE_RATE,
+        audio_overlaps=len(timing.overlaps), audio_overlap_s=timing.overlap_samples / AUDIO_SAMPLE_RATE,
+        audio_drift_ms=round(1000 * timing.max_drift / AUDIO_SAMPLE_RATE, 3),
+        truncated=damage is not None and damage[0] == "truncated",
+        lost_s=round(max(decoded.video.lost_s, decoded.audio.lost_s), 3),
+    )

@@ -70,26 +70,40 @@ class VideoResampler:
         self._stream: av.VideoStream | None = None
         self._first_pts: int | None = None
         self._frames = 0
+        self.decoded = 0  # source frames pushed
         self.rotation = 0.0
+
+    @property
+    def frames(self) -> int:
+        """Frames of the stored video so far."""
+        return self._frames
+
+    @property
+    def start_s(self) -> float | None:
+        """Source time of stored frame 0, once the first frame has come out of the filters."""
+        return None if self._first_pts is None else float(self._first_pts * _OUTPUT_TIME_BASE)
 
     def push(self, frame: av.VideoFrame) -> None:
         """Feed one decoded source frame."""
         if self._graph is None:
             self._graph = self._build_graph(frame)
         self._graph.push(frame)
+        self.decoded += 1
         self._drain()
 
     def finish(self) -> EncodedVideo:
         """Flush the filter and encoder and return the MP4 bytes."""
-        if self._graph is None or self._stream is None or self._muxer is None:
+        if self._graph is None:
             raise ValueError("no video frames decoded")
         self._graph.push(None)
         self._drain()
+        if self._stream is None or self._muxer is None or self._first_pts is None:
+            raise ValueError(f"{self.decoded} decoded frame(s) gave no frame at {VIDEO_FPS} fps")
         self._muxer.mux(self._stream.encode(None))
         width, height = self._stream.width, self._stream.height
         self._muxer.close()
-        start_s = float(self._first_pts * _OUTPUT_TIME_BASE)
-        return EncodedVideo(self._buffer.getvalue(), self._frames, start_s, width, height)
+        return EncodedVideo(self._buffer.getvalue(), self._frames, float(self._first_pts * _OUTPUT_TIME_BASE), width,
+                            height)
 
     def _build_graph(self, frame: av.VideoFrame) -> av.filter.Graph:
         self.rotation = float(frame.rotation or 0)
@@ -114,11 +128,12 @@ class VideoResampler:
             self._encode(frame)
 
     def _encode(self, frame: av.VideoFrame) -> None:
+        assert frame.pts is not None  # the fps filter stamps every frame it outputs
         if self._first_pts is None:
-            self._first_pts = int(frame.pts)
+            self._first_pts = frame.pts
             self._open_encoder(frame.width, frame.height)
         assert self._stream is not None and self._muxer is not None
-        frame.pts = int(frame.pts) - self._first_pts
+        frame.pts = frame.pts - self._first_pts
         frame.time_base = _OUTPUT_TIME_BASE
         frame.pict_type = av.video.frame.PictureType.NONE
         self._muxer.mux(self._stream.encode(frame))
@@ -130,5 +145,5 @@ class VideoResampler:
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = _OUTPUT_TIME_BASE
         stream.codec_context.thread_count = self._threads
-        stream.options = x264_options(self._preset, self._crf, GOP_FRAMES)
+        stream.options = dict(x264_options(self._preset, self._crf, GOP_FRAMES))
         self._stream = stream

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
 from pathlib import Path
@@ -88,14 +89,56 @@ def test_stats_order_is_a_seeded_permutation_and_subset_sizes_round() -> None:
     assert stats_subset_size(5, 1.0) == 5
     assert stats_subset_size(0, 0.2) == 0
 
-def test_find_files_is_sorted_recursive_and_skips_hidden(tmp_path: Path) -> None:
+def test_find_files_is_sorted_recursive_and_lists_what_it_passes_over(tmp_path: Path) -> None:
     touch_tree(tmp_path, ["b.mp4", "a/z.mp4", "a/b/c.mp4", ".hidden.mp4", ".cache/x.mp4", "a/.tmp/y.mp4",
-                          "a/.part.mp4", "视频.mp4"])
-    found = [p.relative_to(tmp_path).as_posix() for p in find_files(tmp_path)]
-    assert found == sorted(found)
-    assert set(found) == {"b.mp4", "a/z.mp4", "a/b/c.mp4", "视频.mp4"}
+                          "a/.part.mp4", "视频.mp4", "out/0000.tar"])
+    found = find_files(tmp_path, exclude=(tmp_path / "out",))
+    relpaths = [p.relative_to(tmp_path).as_posix() for p in found.files]
+    assert relpaths == sorted(relpaths)
+    assert set(relpaths) == {"b.mp4", "a/z.mp4", "a/b/c.mp4", "视频.mp4"}
+    assert [(s.relpath, s.reason) for s in found.skipped] == [
+        (".cache", "hidden folder"), (".hidden.mp4", "hidden file"), ("a/.part.mp4", "hidden file"),
+        ("a/.tmp", "hidden folder"), ("out", "the output folder")]
     with pytest.raises(FileNotFoundError):
         find_files(tmp_path / "missing")
+
+
+def test_symlinked_folders_are_followed_once_and_loops_reported(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    touch_tree(outside, ["x.mp4"])
+    src = tmp_path / "src"
+    touch_tree(src, ["a/y.mp4"])
+    (src / "linked").symlink_to(outside, target_is_directory=True)
+    (src / "a" / "back").symlink_to(src / "a", target_is_directory=True)
+    found = find_files(src)
+    assert [p.relative_to(src).as_posix() for p in found.files] == ["a/y.mp4", "linked/x.mp4"]
+    assert [(s.relpath, s.reason) for s in found.skipped] == [("a/back", "symlink loop: folder already visited")]
+
+
+def test_an_unreadable_folder_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    touch_tree(tmp_path, ["ok.mp4", "locked/x.mp4"])
+    real_scandir = os.scandir
+
+    def scandir(path):  # what a folder without read permission gives (root could read it anyway)
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    found = find_files(tmp_path)
+    assert [p.name for p in found.files] == ["ok.mp4"]
+    assert [(s.relpath, s.reason) for s in found.skipped] == [("locked", "unreadable folder: Permission denied")]
+
+
+def test_a_name_that_is_not_utf8_gets_a_key_and_a_readable_path(tmp_path: Path) -> None:
+    name = os.fsdecode(b"caf\xe9.mp4")  # Latin-1 bytes: not valid UTF-8
+    (tmp_path / name).write_bytes(b"")
+    found = find_files(tmp_path)
+    (job,) = plan_shards(tmp_path, found.files, shard_size=4, val_fraction=0.0, seed=0)
+    (item,) = job.items
+    assert item.relpath == "caf\\xe9.mp4" and item.relpath.encode("utf-8")
+    assert re.fullmatch(r"caf_xe9-[0-9a-f]{10}", item.key)
+    assert item.path == (tmp_path / name).resolve()
 
 
 @pytest.fixture
@@ -144,7 +187,7 @@ def test_plan_shards_is_deterministic_and_ignores_listing_order(tree: tuple[Path
         shuffled = files[:]
         random.Random(seed).shuffle(shuffled)
         assert plan_shards(src, shuffled, **settings) == reference
-    assert plan_shards(src, find_files(src), **settings) == reference
+    assert plan_shards(src, find_files(src).files, **settings) == reference
 
 
 def test_plan_shards_stats_subset_follows_the_seed(tree: tuple[Path, list[Path]]) -> None:

@@ -46,12 +46,11 @@ def source_duration(path: Path) -> float:
     return times[-1] - times[0] + step
 
 
-def cli_decoded_audio(path: Path) -> tuple[np.ndarray, float]:
-    """16 kHz mono audio decoded by the ffmpeg command line, and the time of its first sample."""
+def cli_decoded_audio(path: Path, index: int) -> tuple[np.ndarray, float]:
+    """16 kHz mono audio of stream ``index`` decoded by the ffmpeg command line, and the time of its first sample."""
     with av.open(str(path)) as container:
-        stream = container.streams.best("audio")
+        stream = container.streams[index]
         first = next(container.decode(stream)).time
-        index = stream.index
     raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", f"0:{index}", "-ac", "1", "-ar", "16000",
                           "-f", "s16le", "-"], capture_output=True, check=True).stdout
     return np.frombuffer(raw, dtype=np.int16).astype(np.float64), float(first)
@@ -76,7 +75,7 @@ def test_every_sample_has_25fps_video_and_aligned_features(ingested: Path, real_
 
 def test_features_equal_python_speech_features_on_the_same_audio(ingested: Path, real_clips: Path) -> None:
     for sample in samples(ingested):
-        signal, first_sample_time = cli_decoded_audio(real_clips / sample.meta.source)
+        signal, first_sample_time = cli_decoded_audio(real_clips / sample.meta.source, sample.meta.audio_stream)
         offset = round((sample.meta.source_start_s - first_sample_time) * 16000)
         needed = audio_samples_for(sample.meta.frames)
         aligned = np.zeros(needed)

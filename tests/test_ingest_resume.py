@@ -1,7 +1,8 @@
 """avts-ingest reruns: resume after a SIGKILL, worker-count independence, and the settings guard.
 
-The corpus is 12 three-second cuts of the real clips (different keys, two class folders). A reference run
-goes uninterrupted; the other runs must reproduce its shards byte for byte.
+The corpus is 12 three-second camera-like clips made here (different keys, two class folders, several
+frame sizes and rates). A reference run goes uninterrupted; the other runs must reproduce its shards byte
+for byte.
 """
 
 from __future__ import annotations
@@ -23,19 +24,18 @@ import av
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, make_av_clip, run_cli
 
-# (real clip, start times of the 3-second cuts taken from it)
-CUTS = {
-    "synchformer_lrs3_C8zY0oAdQrs_00018.mp4": [0.0, 3.5, 7.0, 10.5],
-    "synchformer_vggsound_3qesirWAGt4_20000_30000.mp4": [0.0, 3.5, 6.5],
-    "videofeatures_v_GGSY1Qvo990.mp4": [0.0, 5.0, 10.0],
-    "moviepy_resource_1.mp4": [2.0, 14.0],
+# class folder -> (frame size, frame rate, audio rate, audio channels) of its clips
+KINDS = {
+    "speech": (454, 256, "25", 16000, 2),
+    "scenes": (320, 240, "30000/1001", 44100, 1),
 }
 CLIP_S = 3.0
 ARGS = ["--engine", "processes", "--shard-size", "2", "--val-fraction", "0.2"]
 SHARD_NAME = re.compile(r"^(val-)?\d{4}\.tar$")
 PARTIAL_NAME = re.compile(r"^\.(val-)?\d{4}\.tar\.tmp-[0-9a-f]+$")
+OWN_HIDDEN = {".avts-shards.json", ".avts-ingest.lock"}  # the ownership marker and the lock
 
 
 def ingest(src: Path, root: Path, *extra: str, workers: int = 1) -> subprocess.CompletedProcess:
@@ -67,16 +67,13 @@ def oneline(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def corpus(real_clips: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     src = tmp_path_factory.mktemp("resume") / "src"
-    for clip, starts in CUTS.items():
-        folder = src / ("speech" if "lrs3" in clip else "scenes")
-        folder.mkdir(parents=True, exist_ok=True)
-        for start in starts:
-            subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-ss", str(start), "-t", str(CLIP_S),
-                            "-i", str(real_clips / clip), "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
-                            str(folder / f"{Path(clip).stem[:12]} at {start:g}s.mp4")], check=True,
-                           capture_output=True)
+    for index in range(12):
+        folder = "speech" if index % 2 else "scenes"
+        width, height, fps, rate, channels = KINDS[folder]
+        make_av_clip(src / folder / f"clip {index:02d}.mp4", CLIP_S, width=width, height=height, fps=fps,
+                     sample_rate=rate, channels=channels, seed=index)
     assert len(list(src.rglob("*.mp4"))) == 12
     return src
 
@@ -118,7 +115,7 @@ def test_resume_after_sigkill_gives_the_same_shards_and_manifests(corpus: Path, 
     expected = shard_digests(reference)
     assert not (root / "manifests" / "videos.parquet").exists()  # the run really did not finish
     visible = [p for p in shards.iterdir() if not p.name.startswith(".")]
-    hidden = [p for p in shards.iterdir() if p.name.startswith(".")]
+    hidden = [p for p in shards.iterdir() if p.name.startswith(".") and p.name not in OWN_HIDDEN]
     assert all(PARTIAL_NAME.match(p.name) for p in hidden), hidden
     assert visible and all(SHARD_NAME.match(p.name) for p in visible), visible
     assert len(visible) < len(expected)
@@ -132,7 +129,7 @@ def test_resume_after_sigkill_gives_the_same_shards_and_manifests(corpus: Path, 
     for name, identity in kept.items():  # kept shards were not rewritten
         stat = (shards / name).stat()
         assert (stat.st_ino, stat.st_mtime_ns) == identity, name
-    assert sorted(p.name for p in shards.iterdir()) == sorted(expected)  # partial files cleaned up
+    assert sorted(p.name for p in shards.iterdir()) == sorted([*expected, *OWN_HIDDEN])  # partials cleaned up
     assert shard_digests(root) == expected
     pd.testing.assert_frame_equal(table(root, "videos.parquet"), table(reference, "videos.parquet"))
     pd.testing.assert_frame_equal(table(root, "shards.parquet"), table(reference, "shards.parquet"))
@@ -179,7 +176,7 @@ def test_other_settings_need_overwrite(corpus: Path, reference: Path) -> None:
     redone = ingest(corpus, root, "--short-side", "64", "--overwrite", workers=2)
     assert redone.returncode == 0, redone.stderr
     assert "(0 kept from an earlier run)" in oneline(redone.stderr)
-    assert json.loads((root / "manifests" / "ingest.json").read_text())["short_side"] == 64
+    assert json.loads((root / "manifests" / "ingest.json").read_text())["settings"]["short_side"] == 64
     assert stored_short_sides(root) == {64}
     assert sorted(shard_digests(root)) == sorted(before)  # same plan, new contents
     assert all(shard_digests(root)[name] != digest for name, digest in before.items())

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import braceexpand
 
+from avts.layout import STATS_FILE, describes, manifests_of
+
 _ANGLE_RANGE = re.compile(r"<(\d+)\.\.(\d+)>")
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)
 
@@ -21,7 +23,8 @@ def expand_shards(spec: str, split: str = "train") -> list[str]:
 
     Accepts comma-separated parts, each one of: a brace pattern (``shards/{0000..2047}.tar``), the same with
     angle brackets (``shards/<0000..2047>.tar``), a folder (its ``NNNN.tar`` files for ``split="train"``,
-    its ``val-NNNN.tar`` files for ``"val"``), a text file listing one shard per line, or a URL.
+    its ``val-NNNN.tar`` files for ``"val"``, its ``test-NNNN.tar`` files for ``"test"``), a text file listing
+    one shard per line, or a URL.
     Brace-expanded local paths that do not exist are an error, so a typo does not train on nothing.
     """
     shards: list[str] = []
@@ -52,7 +55,7 @@ def _expand_one(part: str, split: str) -> list[str]:
         return list(braceexpand.braceexpand(part))
     path = Path(part)
     if path.is_dir():
-        pattern = "val-[0-9]*.tar" if split == "val" else "[0-9]*.tar"
+        pattern = f"{split}-[0-9]*.tar" if split in ("val", "test") else "[0-9]*.tar"
         return [str(p) for p in sorted(path.glob(pattern))]
     if path.is_file() and path.suffix != ".tar":
         lines = (line.strip() for line in path.read_text().splitlines())
@@ -79,9 +82,16 @@ def default_val_spec(train_shards: list[str]) -> str | None:
 
 
 def default_stats_path(train_shards: list[str]) -> Path | None:
-    """``manifests/stats.json`` beside the shard folder (where `avts-ingest` puts it), if it exists."""
+    """The ``stats.json`` of the manifests the shard folder names (else ``manifests/`` beside it), if it
+    exists; an error when those manifests say they describe other shards."""
     folder = shard_folder(train_shards)
     if folder is None:
         return None
-    candidate = folder.parent / "manifests" / "stats.json"
-    return candidate if candidate.exists() else None
+    manifests = manifests_of(folder) or folder.parent / "manifests"
+    candidate = manifests / STATS_FILE
+    if not candidate.exists():
+        return None
+    if describes(manifests, folder) is False:
+        raise FileNotFoundError(f"{candidate} belongs to other shards than those in {folder} (see "
+                                f"{manifests / 'ingest.json'}): pass the right --stats")
+    return candidate

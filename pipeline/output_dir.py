@@ -1,0 +1,117 @@
+"""The output folders: one job at a time, shards bound to their manifests, and nothing deleted that is not ours.
+
+``avts-ingest`` writes two folders: the shards (``--out``) and the manifests (``--manifests``). It claims
+them before it writes:
+
+- a lock (``.avts-ingest.lock``, ``flock``) in each folder, held for the whole run: a second job writing the
+  same folder is refused at once, with the first one's process id;
+- a marker in the shard folder (``.avts-shards.json``) naming its manifest folder and the content settings,
+  and the same facts the other way round in ``<manifests>/ingest.json``: a run whose manifests belong to
+  other shards, or whose shards belong to other manifests or settings, is refused;
+- only names this tool writes are ever removed: its shards (``NNNN.tar``, ``val-NNNN.tar``,
+  ``test-NNNN.tar``) in a folder that carries its marker, and its temporary files. A shard folder holding
+  other files is refused unless ``--allow-other-files`` (they are left alone); a ``README.md`` is fine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from avts.atomic import atomic_write_text, is_temp_name, remove_partials
+from avts.layout import MARKER, SETTINGS_FILE, read_json, relative
+
+SHARD_NAME = re.compile(r"^(?:val-|test-)?\d{4,}\.tar$")
+LOCK = ".avts-ingest.lock"
+TOLERATED = frozenset({"README.md"})
+TOOL = "avts-ingest"
+
+
+class OutputError(Exception):
+    """The output folders cannot be used as asked; the message says why and what to do."""
+
+
+def is_ours(name: str) -> bool:
+    """Names this tool writes in a shard folder."""
+    return bool(SHARD_NAME.match(name)) or is_temp_name(name) or name in (MARKER, LOCK)
+
+
+@contextlib.contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """Hold this tool's lock on ``folder`` (created if needed); refuse at once if another job holds it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / LOCK).open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise OutputError(f"another avts-ingest (pid {holder}) is writing {folder}; wait for it to finish, "
+                              "or write to another folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def claim(out: Path, manifests: Path, settings: dict[str, Any], overwrite: bool, allow_other_files: bool) -> bool:
+    """Check that ``out`` and ``manifests`` may be written with ``settings``; record the binding.
+
+    Returns whether ``out`` already carried this tool's marker (its shard-named files are then ours).
+    Call it while holding both folders' locks.
+    """
+    marker = read_json(out / MARKER)
+    record = read_json(manifests / SETTINGS_FILE)
+    if marker is not None and marker.get("manifests") != relative(manifests, out):
+        raise OutputError(f"the shards in {out} belong to the manifests in {out / marker.get('manifests', '?')}, "
+                          f"not {manifests}: pass --manifests {out / marker.get('manifests', '?')}, or write to "
+                          "another --out")
+    if record is not None and record.get("shards") is not None and record["shards"] != relative(out, manifests):
+        raise OutputError(f"the manifests in {manifests} describe the shards in {manifests / record['shards']}, "
+                          f"not {out}: pass another --manifests for these shards")
+    if not overwrite:
+        for previous in (marker, record):
+            if previous is not None and previous.get("settings", settings) != settings:
+                old = previous["settings"]
+                changed = sorted(k for k in set(settings) | set(old) if old.get(k) != settings.get(k))
+                raise OutputError(f"{out} holds shards made with other settings ({', '.join(changed)}); rerun with "
+                                  "the same settings to resume, or pass --overwrite to start over")
+    others = sorted(p.name for p in out.iterdir() if not is_ours(p.name) and p.name not in TOLERATED) \
+        if out.is_dir() else []
+    if others and not allow_other_files:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise OutputError(f"{out} holds files that avts-ingest did not write ({shown}); choose an empty or new "
+                          "--out, or pass --allow-other-files (they are left alone)")
+    if marker is None and out.is_dir() and any(SHARD_NAME.match(p.name) for p in out.iterdir()):
+        raise OutputError(f"{out} holds shard-named files that avts-ingest did not write (no {MARKER}); they would "
+                          "be overwritten: move them away or choose another --out")
+    atomic_write_text(out / MARKER, json.dumps({"tool": TOOL, "manifests": relative(manifests, out),
+                                                "settings": settings}, indent=2))
+    atomic_write_text(manifests / SETTINGS_FILE, json.dumps({"tool": TOOL, "shards": relative(out, manifests),
+                                                             "settings": settings}, indent=2))
+    return marker is not None
+
+
+def remove_own_shards(out: Path, keep: set[str]) -> list[str]:
+    """Delete this tool's shards in ``out`` whose names are not in ``keep``; returns the names removed."""
+    removed = []
+    for path in sorted(out.iterdir()):
+        if SHARD_NAME.match(path.name) and path.name not in keep:
+            path.unlink()
+            removed.append(path.name)
+    return removed
+
+
+def remove_temporaries(*folders: Path) -> int:
+    """Delete this tool's temporary files (left by a killed worker or a full disk) in ``folders``."""
+    return sum(remove_partials(folder) for folder in folders)
