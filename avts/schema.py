@@ -81,6 +81,7 @@ class SampleMeta:
     audio_drift_ms: float = 0.0  # largest distance between audio and its timestamps left as jitter (< 1 frame)
     truncated: bool = False  # kept although the file ends before its declared duration (--keep-truncated)
     lost_s: float = 0.0  # media lost mid-file to undecodable data
+    audible: bool = True  # False: no audio stream or only silence (kept for video-only use); features are silence
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SampleMeta":

@@ -2,6 +2,7 @@
 
 Written by `avts-ingest` from a seeded share of the training videos; read by `avts-train` to Z-normalize
 audio, and stored inside every checkpoint so that a trained model carries the normalization it learned with.
+The file may be a local path or a URL (``s3://bucket/run/manifests/stats.json``, see :mod:`avts.storage`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from avts.atomic import atomic_write_text
+from avts import storage
 
 
 @dataclass(frozen=True)
@@ -31,14 +32,14 @@ class FeatureStats:
         return cls(**{name: data[name] for name in cls.__dataclass_fields__})
 
     @classmethod
-    def load(cls, path: Path) -> FeatureStats:
-        """Read ``stats.json``."""
-        return cls.from_dict(json.loads(path.read_text()))
+    def load(cls, path: str | Path) -> FeatureStats:
+        """Read ``stats.json`` (a path or URL)."""
+        return cls.from_dict(json.loads(storage.read_text(path)))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready content."""
         return asdict(self)
 
-    def save(self, path: Path) -> None:
-        """Write ``stats.json`` atomically."""
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
+    def save(self, path: str | Path) -> None:
+        """Write ``stats.json`` (a path or URL) atomically."""
+        storage.write_bytes_atomic(path, json.dumps(self.to_dict(), indent=2).encode("utf-8"))

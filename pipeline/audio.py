@@ -23,6 +23,7 @@ gives exactly the samples of joining the frames end to end.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections import deque
@@ -181,6 +182,12 @@ def log_filterbank(signal: np.ndarray) -> np.ndarray:
     """
     return logfbank(signal, samplerate=AUDIO_SAMPLE_RATE, winlen=FBANK_WINDOW_S, winstep=FBANK_STEP_S,
                     nfilt=FBANK_FILTERS, nfft=FBANK_NFFT, preemph=PREEMPHASIS)
+
+
+@functools.cache
+def silent_features() -> np.ndarray:
+    """One feature row of digital silence (python_speech_features floors zero energy at machine epsilon)."""
+    return log_filterbank(np.zeros(WINDOW_SAMPLES))[0]
 
 
 class Mp3RoundTrip:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
 from avts.config_cli import add_config_arguments, config_from_args
+from avts.console import USER_ERRORS, error_console, report_failure
 from pipeline.config import IngestConfig
 from pipeline.ingest import IngestError, IngestSummary, run_ingest
 
@@ -50,12 +49,11 @@ def summary_table(summary: IngestSummary, config: IngestConfig) -> Table:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `avts-ingest`; returns the process exit status."""
     config = parse_args(argv)
-    console = Console(stderr=True, soft_wrap=True)
+    console = error_console()
     try:
         summary = run_ingest(config, console)
-    except (IngestError, FileNotFoundError) as error:
-        console.print(f"[bold red]avts-ingest: {error}")
-        return 1
+    except (IngestError, *USER_ERRORS) as error:
+        return report_failure(console, "avts-ingest", error)
     console.print(summary_table(summary, config))
     return 0
 

@@ -13,10 +13,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from avts import storage
 from avts.config_cli import option, validate
 
 ENGINES = ("ray", "processes")
+READ_ONLY_PROTOCOLS = ("pipe", "http", "https")  # sources that can be read but not written to
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
+
+def as_location(folder: str | os.PathLike[str]) -> str:
+    """An output folder as text: a URL unchanged, a local path (or ``file://`` URL) as a plain path."""
+    folder = os.fspath(folder)
+    return folder if storage.is_remote(folder) else str(storage.as_local_path(folder))
 
 
 @dataclass(frozen=True)
@@ -31,14 +39,15 @@ class EncodeSettings:
     min_duration: float
     threads: int
     keep_truncated: bool = False
+    keep_without_audio: bool = False
 
 
 @dataclass(frozen=True)
 class ShardOutput:
-    """Where a shard-writing worker puts the shard and its manifest part."""
+    """Where a shard-writing worker puts the shard and its manifest part (local folders or URLs)."""
 
-    out: Path
-    manifests: Path
+    out: str
+    manifests: str
 
 
 @dataclass(frozen=True)
@@ -46,8 +55,9 @@ class IngestConfig:
     """Everything `avts-ingest` needs; the command line builds one of these from the same fields."""
 
     src: Path = option(help="folder of videos, searched recursively (the first folder level is the label)")
-    out: Path = option(Path("shards"), help="shard folder")
-    manifests: Path | None = option(None, help="manifest folder (unset: manifests/ beside --out)")
+    out: str = option("shards", help="shard folder, or an object-store prefix such as s3://BUCKET/PREFIX/shards "
+                                     "(endpoint and credentials from the standard AWS_* variables)")
+    manifests: str | None = option(None, help="manifest folder or URL (unset: manifests/ beside --out)")
     short_side: int = option(128, help="stored short side in pixels (even)")
     shard_size: int = option(256, help="videos per shard")
     val_fraction: float = option(0.05, help="share of videos in the validation split (by key hash; not used with "
@@ -65,6 +75,9 @@ class IngestConfig:
     keep_truncated: bool = option(False, help="keep the decoded part of a truncated file, or of one that lost more "
                                               "than 0.5 s mid-file to undecodable data (recorded in the manifest), "
                                               "instead of failing it")
+    keep_without_audio: bool = option(False, help="keep videos with no audio stream or only silence, with silent "
+                                                  "features (for labelled sets fine-tuned on video, such as UCF101); "
+                                                  "avts-train skips them")
     crf: int = option(23, help="x264 quality of the stored video (0-51, lower is better)")
     preset: str = option("veryfast", help="x264 speed preset of the stored video", choices=X264_PRESETS)
     workers: int = option(factory=lambda: os.cpu_count() or 1, help="parallel workers (default: cores)")
@@ -81,6 +94,10 @@ class IngestConfig:
                                            "or with CI set)")
 
     def __post_init__(self) -> None:
+        # Kept as text: a URL must not go through Path (``s3://b`` would become ``s3:/b``); paths are accepted.
+        object.__setattr__(self, "out", as_location(self.out))
+        if self.manifests is not None:
+            object.__setattr__(self, "manifests", as_location(self.manifests))
         validate([
             (self.short_side >= 16 and self.short_side % 2 == 0, "--short-side must be an even number ≥ 16"),
             (self.shard_size >= 1, "--shard-size must be ≥ 1"),
@@ -95,14 +112,31 @@ class IngestConfig:
             (self.mp3_bitrate >= 8_000, "--mp3-bitrate must be ≥ 8000"),
             (self.max_in_flight is None or self.max_in_flight >= 1, "--max-in-flight must be ≥ 1"),
             (self.task_retries >= 0, "--task-retries must be ≥ 0"),
+            *((storage.protocol(folder) not in READ_ONLY_PROTOCOLS,
+               f"--out and --manifests must be folders or object-store URLs (s3://…), not {folder}")
+              for folder in (self.out, self.manifest_dir)),
             (all(path.is_file() for path in self.split_file),
              f"--split-file: no such file: {', '.join(str(p) for p in self.split_file if not p.is_file())}"),
         ])
 
     @property
-    def manifest_dir(self) -> Path:
-        """Where the parquet manifests and stats.json go."""
-        return self.manifests if self.manifests is not None else self.out.parent / "manifests"
+    def manifest_dir(self) -> str:
+        """Where the parquet manifests and stats.json go (a local path or a URL)."""
+        return self.manifests if self.manifests is not None else storage.join(storage.parent(self.out), "manifests")
+
+    @property
+    def out_is_remote(self) -> bool:
+        """Whether the shards go to object storage (a URL) rather than a local folder."""
+        return storage.is_remote(self.out)
+
+    @property
+    def manifests_are_remote(self) -> bool:
+        """Whether the manifests go to object storage (a URL) rather than a local folder."""
+        return storage.is_remote(self.manifest_dir)
+
+    def local_folders(self) -> tuple[Path, ...]:
+        """The output folders that are local (those that can be locked and must not be read as input)."""
+        return tuple(Path(folder) for folder in (self.out, self.manifest_dir) if not storage.is_remote(folder))
 
     @property
     def in_flight(self) -> int:
@@ -112,7 +146,7 @@ class IngestConfig:
     def encode_settings(self) -> EncodeSettings:
         """The part of the configuration a transcoding worker needs."""
         return EncodeSettings(self.short_side, self.crf, self.preset, self.mp3, self.mp3_bitrate, self.min_duration,
-                              self.threads_per_worker, self.keep_truncated)
+                              self.threads_per_worker, self.keep_truncated, self.keep_without_audio)
 
     def shard_output(self) -> ShardOutput:
         """The part of the configuration a shard-writing worker needs."""
@@ -126,6 +160,8 @@ class IngestConfig:
         settings = {name: values[name] for name in keep}
         if self.keep_truncated:  # absent when off, so runs from before the option resume
             settings["keep_truncated"] = True
+        if self.keep_without_audio:
+            settings["keep_without_audio"] = True
         if self.split_file:  # the files' content, not their paths; absent without split files (older runs resume)
             settings["split_files"] = sorted(hashlib.sha256(path.read_bytes()).hexdigest() for path in self.split_file)
         return settings

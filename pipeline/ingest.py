@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import time
 from collections import Counter
@@ -11,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
+from avts import storage
 from avts.progress import CountProgress
 from avts.schema import SCHEMA_VERSION, TRAIN
 from pipeline.config import IngestConfig
@@ -23,7 +25,6 @@ from pipeline.process_engine import ProcessEngine
 from pipeline.ray_engine import RayEngine
 from pipeline.splits import SplitFileError, SplitTable, match_files, read_split_files
 from pipeline.tables import write_tables
-
 
 
 class IngestError(Exception):
@@ -50,29 +51,62 @@ class IngestSummary:
 def run_ingest(config: IngestConfig, console: Console | None = None) -> IngestSummary:
     """Ingest ``config.src`` into shards and manifests; resumes a previous run with the same settings.
 
-    Holds the output folders' locks for the whole run (see :mod:`pipeline.output_dir`); what the run knows
-    it owns (temporary files of killed workers, of a full disk) is cleaned up when it ends, however it ends.
+    Holds the local output folders' locks for the whole run (see :mod:`pipeline.output_dir`); what the run
+    knows it owns (temporary files of killed workers, of a full disk; unfinished uploads on object storage) is
+    cleaned up when it ends, however it ends. ``--out`` and ``--manifests`` may be URLs (``s3://…``).
     """
     console = console or Console(stderr=True, soft_wrap=True)
     try:
-        with locked(config.out), locked(config.manifest_dir):
+        with contextlib.ExitStack() as stack:
+            for folder in config.local_folders():
+                stack.enter_context(locked(folder))
+            remote = [folder for folder in (config.out, config.manifest_dir) if storage.is_remote(folder)]
+            if remote:
+                console.print(f"note: {' and '.join(dict.fromkeys(remote))} on object storage cannot be locked: "
+                              "nothing stops a second avts-ingest writing there at the same time; run one job "
+                              "per prefix", highlight=False)
             try:
-                return ingest_locked(config, console)
-            finally:
-                remove_temporaries(config.out, config.manifest_dir, config.manifest_dir / "parts")
+                summary = ingest_locked(config, console)
+            except BaseException:
+                clean_up(config, console, quiet=True)
+                raise
+            clean_up(config, console, quiet=False)
+            return summary
     except OutputError as error:
         raise IngestError(str(error)) from None
+    except ImportError as error:
+        if config.out_is_remote or config.manifests_are_remote:  # e.g. s3fs missing: the message says what to install
+            raise IngestError(str(error)) from None
+        raise
     except OSError as error:
         if error.errno == errno.ENOSPC:
             raise IngestError(f"no space left on device ({error.filename or 'while writing'}): free some space and "
                               "rerun the same command; complete shards are kept and resumed") from None
+        if isinstance(error, (PermissionError, ConnectionError)) and (config.out_is_remote
+                                                                      or config.manifests_are_remote):
+            raise IngestError(str(error)) from None  # avts.storage's message names the URL and what to check
         raise
+
+
+def clean_up(config: IngestConfig, console: Console, quiet: bool) -> None:
+    """Remove this run's leftovers (see :func:`pipeline.output_dir.remove_temporaries`). Failing to clean up
+    object storage does not fail the run: it is a warning, or nothing with ``quiet`` (when the run failed: its
+    own error says what is wrong, e.g. credentials or a missing bucket, and the next run cleans up)."""
+    folders = (config.out, config.manifest_dir, storage.join(config.manifest_dir, "parts"))
+    remove_temporaries(*(folder for folder in folders if not storage.is_remote(folder)))
+    for folder in (folder for folder in folders[:2] if storage.is_remote(folder)):  # a prefix covers parts/
+        try:
+            remove_temporaries(folder)
+        except OSError as error:
+            if not quiet:
+                console.print(f"[bold yellow]warning: could not clean up unfinished uploads under {folder}: "
+                              f"{error}", highlight=False)
 
 
 def ingest_locked(config: IngestConfig, console: Console) -> IngestSummary:
     """:func:`run_ingest` once the output folders are locked."""
     started = time.monotonic()
-    discovery = find_files(config.src, exclude=(config.out, config.manifest_dir))
+    discovery = find_files(config.src, exclude=config.local_folders())
     files = discovery.files
     if not files:
         raise IngestError(f"no files found under {config.src}")
@@ -81,7 +115,8 @@ def ingest_locked(config: IngestConfig, console: Console) -> IngestSummary:
     jobs = plan_shards(config.src, files, config.shard_size, config.val_fraction, config.seed, splits)
     warn_about_plan(jobs, discovery, console)
     prepare_output(config, jobs)
-    finished = {job.name: part for job in jobs if (part := completed_part(config, job)) is not None}
+    present = {storage.basename(entry) for entry in storage.listdir(config.out)}  # one listing, not a look-up each
+    finished = {job.name: part for job in jobs if (part := completed_part(config, job, present)) is not None}
     todo = [job for job in jobs if job.name not in finished]
     parts = list(finished.values())
     failed_rows: list[VideoRow] = []
@@ -110,9 +145,10 @@ def ingest_locked(config: IngestConfig, console: Console) -> IngestSummary:
     summary = summarize(videos, shards, len(finished), failed_shards, time.monotonic() - started)
     if summary.ok == 0:
         raise IngestError(f"nothing was ingested from {len(files)} files; see the reasons in "
-                          f"{config.manifest_dir / 'videos.parquet'}: {summary.failed_by_reason}")
+                          f"{storage.join(config.manifest_dir, 'videos.parquet')}: {summary.failed_by_reason}")
     if subset:
-        combine(parts, subset, config.stats_fraction, config.seed).save(config.manifest_dir / "stats.json")
+        combine(parts, subset, config.stats_fraction, config.seed).save(storage.join(config.manifest_dir,
+                                                                                     "stats.json"))
     return summary
 
 
@@ -140,17 +176,19 @@ def prepare_output(config: IngestConfig, jobs: list[ShardJob]) -> None:
     """Claim the output folders (refusing other jobs' or other settings' folders); with ``--overwrite`` remove
     this tool's earlier shards and parts; remove this tool's shards that the plan no longer has."""
     settings = {"schema_version": SCHEMA_VERSION, **config.content_settings()}
-    config.out.mkdir(parents=True, exist_ok=True)
+    if not config.out_is_remote:  # object stores have no folders to make
+        Path(config.out).mkdir(parents=True, exist_ok=True)
     ours = claim(config.out, config.manifest_dir, settings, config.overwrite, config.allow_other_files)
-    parts = config.manifest_dir / "parts"
-    parts.mkdir(parents=True, exist_ok=True)
+    parts = storage.join(config.manifest_dir, "parts")
+    if not config.manifests_are_remote:
+        Path(parts).mkdir(parents=True, exist_ok=True)
     keep = set() if config.overwrite else {job.name for job in jobs}
     if ours or config.overwrite:
         for name in remove_own_shards(config.out, keep):  # from an earlier run over other or more input
-            part_path(config.manifest_dir, name).unlink(missing_ok=True)
+            storage.remove(part_path(config.manifest_dir, name))
     if config.overwrite:
-        for part in parts.glob("*.json"):
-            part.unlink()
+        for part in storage.glob(parts, "*.json"):
+            storage.remove(part)
 
 
 def warn_about_plan(jobs: list[ShardJob], discovery: Discovery, console: Console) -> None:
@@ -164,9 +202,10 @@ def warn_about_plan(jobs: list[ShardJob], discovery: Discovery, console: Console
                       "split): there will be no training shards and no stats.json")
 
 
-def completed_part(config: IngestConfig, job: ShardJob) -> ShardPart | None:
-    """The part of a shard finished by an earlier run over the same videos, else None."""
-    if not (config.out / job.name).exists():
+def completed_part(config: IngestConfig, job: ShardJob, present: set[str]) -> ShardPart | None:
+    """The part of a shard finished by an earlier run over the same videos, else None (``present``: the names
+    in the shard folder; only complete shards carry their final name)."""
+    if job.name not in present:
         return None
     part = read_part(config.manifest_dir, job.name)
     if part is None or [row.key for row in part.videos] != [item.key for item in job.items]:

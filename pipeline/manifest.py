@@ -1,7 +1,8 @@
 """Manifests: per-shard part files written by workers, merged into parquet tables at the end.
 
 A part file (``<manifests>/parts/<shard>.json``) is written atomically before its shard is renamed into
-place, so "the shard tar exists and so does its part" means "this shard is complete" on resume.
+place (or, on object storage, uploaded), so "the shard tar exists and so does its part" means "this shard is
+complete" on resume. The manifest folder may be a local path or a URL (read and written through avts.storage).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from avts.atomic import atomic_write_bytes
+from avts import storage
 from pipeline.discover import VideoItem
 
 OK = "ok"
@@ -43,6 +44,7 @@ class IngestFacts:
     audio_drift_ms: float = 0.0  # largest distance between audio and its timestamps left as jitter (< 1 frame)
     truncated: bool = False  # kept with --keep-truncated: the file ends before its declared duration
     lost_s: float = 0.0  # media lost mid-file to undecodable data (kept with --keep-truncated above 0.5 s)
+    audible: bool = True  # False: kept with --keep-without-audio (no audio stream, or silence): silent features
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class VideoRow:
     audio_drift_ms: float = 0.0
     truncated: bool = False
     lost_s: float = 0.0
+    audible: bool = True
 
 
 def video_row(item: VideoItem, status: str, *, source: SourceInfo | None = None, reason: str | None = None,
@@ -140,20 +143,19 @@ class ShardPart:
                    moments=moments)
 
 
-def part_path(manifest_dir: Path, shard: str) -> Path:
-    """Where the part file of ``shard`` lives."""
-    return manifest_dir / "parts" / f"{shard}.json"
+def part_path(manifest_dir: str | Path, shard: str) -> str:
+    """Where the part file of ``shard`` lives (a path or URL)."""
+    return storage.join(manifest_dir, "parts", f"{shard}.json")
 
 
-def write_part(manifest_dir: Path, part: ShardPart) -> None:
+def write_part(manifest_dir: str | Path, part: ShardPart) -> None:
     """Atomically write a shard's part file."""
-    atomic_write_bytes(part_path(manifest_dir, part.record.shard), part.to_json())
+    storage.write_bytes_atomic(part_path(manifest_dir, part.record.shard), part.to_json())
 
 
-def read_part(manifest_dir: Path, shard: str) -> ShardPart | None:
+def read_part(manifest_dir: str | Path, shard: str) -> ShardPart | None:
     """The part file of ``shard``, or None if there is none (or it is unreadable)."""
-    path = part_path(manifest_dir, shard)
     try:
-        return ShardPart.from_json(path.read_bytes())
+        return ShardPart.from_json(storage.read_bytes(part_path(manifest_dir, shard)))
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -11,6 +11,11 @@ them before it writes:
 - only names this tool writes are ever removed: its shards (``NNNN.tar``, ``val-NNNN.tar``,
   ``test-NNNN.tar``) in a folder that carries its marker, and its temporary files. A shard folder holding
   other files is refused unless ``--allow-other-files`` (they are left alone); a ``README.md`` is fine.
+
+Either folder may be a prefix on object storage (``s3://bucket/run/shards``): the marker, the settings file,
+the listing and the removals go through :mod:`avts.storage`, so the binding and the settings guard hold there
+too. A bucket cannot be locked: there, nothing stops a second job writing the same prefix (the run says so).
+Temporary files left there are unfinished multipart uploads, which :func:`remove_temporaries` aborts.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from avts.atomic import atomic_write_text, is_temp_name, remove_partials
-from avts.layout import MARKER, SETTINGS_FILE, read_json, relative
+from avts import storage
+from avts.atomic import is_temp_name, remove_partials
+from avts.layout import MARKER, SETTINGS_FILE, locate, read_json, relative
 
 SHARD_NAME = re.compile(r"^(?:val-|test-)?\d{4,}\.tar$")
 LOCK = ".avts-ingest.lock"
@@ -64,21 +70,24 @@ def locked(folder: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def claim(out: Path, manifests: Path, settings: dict[str, Any], overwrite: bool, allow_other_files: bool) -> bool:
-    """Check that ``out`` and ``manifests`` may be written with ``settings``; record the binding.
+def claim(out: str | Path, manifests: str | Path, settings: dict[str, Any], overwrite: bool,
+          allow_other_files: bool) -> bool:
+    """Check that ``out`` and ``manifests`` (folders or URLs) may be written with ``settings``; record the binding.
 
     Returns whether ``out`` already carried this tool's marker (its shard-named files are then ours).
-    Call it while holding both folders' locks.
+    Call it while holding the local folders' locks.
     """
-    marker = read_json(out / MARKER)
-    record = read_json(manifests / SETTINGS_FILE)
+    out, manifests = str(out), str(manifests)
+    marker = read_json(storage.join(out, MARKER))
+    record = read_json(storage.join(manifests, SETTINGS_FILE))
     if marker is not None and marker.get("manifests") != relative(manifests, out):
-        raise OutputError(f"the shards in {out} belong to the manifests in {out / marker.get('manifests', '?')}, "
-                          f"not {manifests}: pass --manifests {out / marker.get('manifests', '?')}, or write to "
-                          "another --out")
+        named = locate(out, str(marker.get("manifests", "?")))
+        raise OutputError(f"the shards in {out} belong to the manifests in {named}, not {manifests}: pass "
+                          f"--manifests {named}, or write to another --out")
     if record is not None and record.get("shards") is not None and record["shards"] != relative(out, manifests):
-        raise OutputError(f"the manifests in {manifests} describe the shards in {manifests / record['shards']}, "
-                          f"not {out}: pass another --manifests for these shards")
+        raise OutputError(f"the manifests in {manifests} describe the shards in "
+                          f"{locate(manifests, str(record['shards']))}, not {out}: pass another --manifests for "
+                          "these shards")
     if not overwrite:
         for previous in (marker, record):
             if previous is not None and previous.get("settings", settings) != settings:
@@ -86,32 +95,55 @@ def claim(out: Path, manifests: Path, settings: dict[str, Any], overwrite: bool,
                 changed = sorted(k for k in set(settings) | set(old) if old.get(k) != settings.get(k))
                 raise OutputError(f"{out} holds shards made with other settings ({', '.join(changed)}); rerun with "
                                   "the same settings to resume, or pass --overwrite to start over")
-    others = sorted(p.name for p in out.iterdir() if not is_ours(p.name) and p.name not in TOLERATED) \
-        if out.is_dir() else []
+    names = [storage.basename(entry) for entry in storage.listdir(out)]
+    others = sorted(name for name in names if not is_ours(name) and name not in TOLERATED)
     if others and not allow_other_files:
         shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
         raise OutputError(f"{out} holds files that avts-ingest did not write ({shown}); choose an empty or new "
                           "--out, or pass --allow-other-files (they are left alone)")
-    if marker is None and out.is_dir() and any(SHARD_NAME.match(p.name) for p in out.iterdir()):
+    if marker is None and any(SHARD_NAME.match(name) for name in names):
         raise OutputError(f"{out} holds shard-named files that avts-ingest did not write (no {MARKER}); they would "
                           "be overwritten: move them away or choose another --out")
-    atomic_write_text(out / MARKER, json.dumps({"tool": TOOL, "manifests": relative(manifests, out),
-                                                "settings": settings}, indent=2))
-    atomic_write_text(manifests / SETTINGS_FILE, json.dumps({"tool": TOOL, "shards": relative(out, manifests),
-                                                             "settings": settings}, indent=2))
+    write_json(storage.join(out, MARKER), {"tool": TOOL, "manifests": relative(manifests, out), "settings": settings})
+    write_json(storage.join(manifests, SETTINGS_FILE), {"tool": TOOL, "shards": relative(out, manifests),
+                                                        "settings": settings})
     return marker is not None
 
 
-def remove_own_shards(out: Path, keep: set[str]) -> list[str]:
-    """Delete this tool's shards in ``out`` whose names are not in ``keep``; returns the names removed."""
+def write_json(location: str, content: dict[str, Any]) -> None:
+    """Write a small JSON file (a path or URL) atomically."""
+    storage.write_bytes_atomic(location, json.dumps(content, indent=2).encode("utf-8"))
+
+
+def remove_own_shards(out: str | Path, keep: set[str]) -> list[str]:
+    """Delete this tool's shards in ``out`` (a folder or URL) whose names are not in ``keep``; returns the names
+    removed."""
     removed = []
-    for path in sorted(out.iterdir()):
-        if SHARD_NAME.match(path.name) and path.name not in keep:
-            path.unlink()
-            removed.append(path.name)
+    for entry in storage.listdir(out):
+        name = storage.basename(entry)
+        if SHARD_NAME.match(name) and name not in keep:
+            storage.remove(entry)
+            removed.append(name)
     return removed
 
 
-def remove_temporaries(*folders: Path) -> int:
-    """Delete this tool's temporary files (left by a killed worker or a full disk) in ``folders``."""
-    return sum(remove_partials(folder) for folder in folders)
+def remove_temporaries(*folders: str | Path) -> int:
+    """Delete this tool's temporary files (left by a killed worker or a full disk) in ``folders``; returns how
+    many.
+
+    On object storage: abort the unfinished multipart uploads under each prefix (a killed uploader leaves no
+    object but keeps its parts, invisible and billed) and remove staged temporary names (backends without
+    atomic uploads). Call it when no upload of this run is in progress: any unfinished upload is then a
+    dead writer's.
+    """
+    removed = 0
+    for folder in map(str, folders):
+        if not storage.is_remote(folder):
+            removed += remove_partials(Path(folder))
+            continue
+        removed += storage.abort_stale_uploads(folder, older_than_s=0)
+        for entry in storage.listdir(folder):
+            if is_temp_name(storage.basename(entry)):
+                storage.remove(entry)
+                removed += 1
+    return removed

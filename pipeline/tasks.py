@@ -3,15 +3,19 @@
 Work is handed out per video, so every worker stays busy whatever the number of shards; a shard is written
 when all of its videos are done, from their pieces in plan order, so its bytes do not depend on which worker
 did what. A bad video becomes a failed row and never fails its shard; a shard appears under its final name
-only when complete, after its manifest part.
+only when complete, after its manifest part: locally by a rename, on object storage by uploading the finished
+local file last (a PUT, or a completed multipart upload, makes the object appear whole or not at all).
 """
 
 from __future__ import annotations
 
 import socket
 import sys
+import tempfile
 from dataclasses import dataclass, replace
+from pathlib import Path
 
+from avts import storage
 from avts.atomic import atomic_path
 from pipeline.config import EncodeSettings, ShardOutput
 from pipeline.discover import ShardJob, VideoItem
@@ -68,11 +72,22 @@ def write_shard(job: ShardJob, reports: list[VideoReport], output: ShardOutput, 
     """
     rows = [replace(report.row, shard=job.name) if report.row.status == OK else report.row for report in reports]
     moments = {report.row.key: report.moments for report in reports if report.moments is not None}
-    with atomic_path(output.out / job.name) as tmp:
-        written = write_tar(tmp, pieces)
+
+    def tar_and_part(path: Path) -> ShardPart:
+        written = write_tar(path, pieces)
         record = ShardRecord(job.name, job.split, len(pieces), written.bytes, written.sha256, node_name())
         part = ShardPart(record, rows, moments)
         write_part(output.manifests, part)
+        return part
+
+    if storage.is_remote(output.out):
+        with tempfile.TemporaryDirectory(prefix="avts-shard-") as folder:
+            local = Path(folder) / job.name
+            part = tar_and_part(local)
+            storage.put_file(local, storage.join(output.out, job.name))  # last: the object appearing = complete
+        return part
+    with atomic_path(Path(output.out) / job.name) as tmp:
+        part = tar_and_part(tmp)
     return part
 
 

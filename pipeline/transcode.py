@@ -19,13 +19,15 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import av
+import numpy as np
 
-from avts.schema import AUDIO_SAMPLE_RATE, VIDEO_FPS, Sample, SampleMeta
-from pipeline.audio import AudioResult, AudioTimingError, AudioTrack
+from avts.schema import (AUDIO_SAMPLE_RATE, FBANK_DTYPE, FBANK_FILTERS, VIDEO_FPS, Sample, SampleMeta,
+                         feature_frames_for)
+from pipeline.audio import AudioResult, AudioTimingError, AudioTrack, silent_features
 from pipeline.config import EncodeSettings
 from pipeline.discover import VideoItem
 from pipeline.manifest import IngestFacts, SourceInfo
-from pipeline.video import VideoResampler
+from pipeline.video import EncodedVideo, VideoResampler
 
 SILENCE_DBFS = -70.0
 MAX_DECODE_ERRORS = 50
@@ -151,7 +153,7 @@ def transcode(item: VideoItem, settings: EncodeSettings) -> Transcoded:
                 pictures = any(is_attached_picture(stream) for stream in container.streams.video)
                 raise MediaError("no video stream", ("audio only (cover art)" if pictures else "audio only")
                                  if audio_stream is not None else "")
-            if audio_stream is None:
+            if audio_stream is None and not settings.keep_without_audio:
                 raise MediaError("no audio stream")
             return _transcode_streams(item, settings, container, video_stream, audio_stream, info)
         except MediaError as error:
@@ -189,7 +191,7 @@ class Decoded:
 
 
 def decode_streams(container: av.container.InputContainer, video_stream: av.VideoStream,
-                   audio_stream: av.AudioStream, video: VideoResampler, audio: AudioTrack) -> Decoded:
+                   audio_stream: av.AudioStream | None, video: VideoResampler, audio: AudioTrack) -> Decoded:
     """Demux and decode both streams into their subsamplers; returns the errors met and the streams' coverage.
 
     Like the ffmpeg command line, a corrupt packet is skipped rather than ending the file, and a container
@@ -199,7 +201,7 @@ def decode_streams(container: av.container.InputContainer, video_stream: av.Vide
     decoded = Decoded([], StreamCoverage(), StreamCoverage())
     frame_s = 1 / float(video_stream.average_rate) if video_stream.average_rate else 1 / VIDEO_FPS
     try:
-        for packet in container.demux(video_stream, audio_stream):
+        for packet in container.demux(*[stream for stream in (video_stream, audio_stream) if stream is not None]):
             coverage = decoded.video if packet.stream is video_stream else decoded.audio
             try:
                 frames = packet.decode()
@@ -248,14 +250,16 @@ def damage_of(container: av.container.InputContainer, streams: list[av.stream.St
 
 
 def _transcode_streams(item: VideoItem, settings: EncodeSettings, container: av.container.InputContainer,
-                       video_stream: av.VideoStream, audio_stream: av.AudioStream, info: SourceInfo) -> Transcoded:
-    for stream in (video_stream, audio_stream):
+                       video_stream: av.VideoStream, audio_stream: av.AudioStream | None,
+                       info: SourceInfo) -> Transcoded:
+    streams: list[av.stream.Stream] = [stream for stream in (video_stream, audio_stream) if stream is not None]
+    for stream in streams:
         stream.codec_context.thread_count = settings.threads
     video = VideoResampler(settings.short_side, settings.crf, settings.preset, settings.threads)
     audio = AudioTrack(settings.mp3_bitrate if settings.mp3 else None)
     decoded = decode_streams(container, video_stream, audio_stream, video, audio)
     try:
-        return _finish(item, settings, container, [video_stream, audio_stream], video, audio, decoded, info)
+        return _finish(item, settings, container, streams, video, audio, decoded, info)
     except MediaError as error:
         error.decode_errors = len(decoded.errors)
         raise
@@ -276,12 +280,16 @@ def _finish(item: VideoItem, settings: EncodeSettings, container: av.container.I
         raise MediaError(*damage)
     if encoded.frames < settings.min_duration * VIDEO_FPS:
         raise MediaError("too short", f"{encoded.frames / VIDEO_FPS:.2f} s < {settings.min_duration} s")
-    if not audio.started:
+    if not audio.started and info.has_audio:
         raise MediaError("corrupt", errors[-1] if errors else "no decodable audio")
+    if not audio.started:  # no audio stream, kept with keep_without_audio
+        return _without_audio(item, settings, encoded, decoded, damage, info, video.rotation)
     placed = audio.finish(encoded.start_s, encoded.frames)
     if placed.covered_samples < settings.min_duration * AUDIO_SAMPLE_RATE:
         raise MediaError("audio too short", f"covers {placed.covered_samples / AUDIO_SAMPLE_RATE:.2f} s")
     if placed.level_dbfs < SILENCE_DBFS:
+        if settings.keep_without_audio:
+            return _without_audio(item, settings, encoded, decoded, damage, info, video.rotation)
         raise MediaError("silent audio", f"RMS {placed.level_dbfs:.0f} dBFS")
     if round(video.rotation) % 180 != 0:  # report the displayed size, as the stored video shows it
         info = replace(info, width=info.height, height=info.width)
@@ -297,6 +305,27 @@ def _finish(item: VideoItem, settings: EncodeSettings, container: av.container.I
     )
     sample = Sample(item.key, encoded.data, placed.fbank, meta)
     return Transcoded(sample, info, len(errors), facts, f"{damage[0]}: {damage[1]}" if damage else None)
+
+
+def _without_audio(item: VideoItem, settings: EncodeSettings, encoded: EncodedVideo, decoded: Decoded,
+                   damage: tuple[str, str] | None, info: SourceInfo, rotation: float) -> Transcoded:
+    """The sample of a video kept without (audible) audio: its features are those of silence."""
+    if round(rotation) % 180 != 0:
+        info = replace(info, width=info.height, height=info.width)
+    facts = IngestFacts(truncated=damage is not None and damage[0] == "truncated",
+                        lost_s=round(max(decoded.video.lost_s, decoded.audio.lost_s), 3), audible=False)
+    frames = feature_frames_for(encoded.frames)
+    meta = SampleMeta(
+        key=item.key, source=item.relpath, label=item.label,
+        duration_s=encoded.frames / VIDEO_FPS, source_start_s=encoded.start_s, frames=encoded.frames,
+        fps=info.fps or 0.0, width=info.width or 0, height=info.height or 0, stored_width=encoded.width,
+        stored_height=encoded.height, audio_sample_rate=info.audio_sample_rate or 0,
+        audio_channels=info.audio_channels or 0, audio_pad_s=0.0, mp3=settings.mp3, audio_stream=info.audio_stream,
+        **asdict(facts),
+    )
+    fbank = np.broadcast_to(silent_features(), (frames, FBANK_FILTERS)).astype(FBANK_DTYPE)
+    sample = Sample(item.key, encoded.data, fbank, meta)
+    return Transcoded(sample, info, len(decoded.errors), facts, f"{damage[0]}: {damage[1]}" if damage else None)
 
 
 def ingest_facts(placed: AudioResult, damage: tuple[str, str] | None, decoded: Decoded) -> IngestFacts:

@@ -60,6 +60,12 @@ def test_other_files_are_not_checkpoints(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "missing.pt")
 
 
+def test_load_trained_refuses_a_checkpoint_without_an_avts_model(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path, {"model": {}, "state": {"epoch": 1}, "classes": ["a", "b"]})  # as avts-finetune's
+    with pytest.raises(CheckpointError, match="not an avts-train checkpoint"):
+        load_trained(tmp_path / "last.pt")
+
+
 def test_load_trained_rebuilds_the_same_model_with_its_stats(tmp_path: Path) -> None:
     torch.manual_seed(1)
     model = build_avts(SPEC).eval()

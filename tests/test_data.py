@@ -111,3 +111,15 @@ def test_validation_examples_are_the_evenly_spaced_clips(raw_sample: dict) -> No
     assert [frame_index(e.y[0]) for e in examples] == clip_starts(FRAMES, 25, 3, None) == [6, 18, 29]
     for example in examples:
         assert example.feats[example.clip_start, 0] == FEATURES_PER_FRAME * frame_index(example.y[0])
+
+
+def test_samples_without_audible_audio_are_skipped_where_audio_is_needed(raw_sample: dict) -> None:
+    import json
+
+    silent = dict(raw_sample)
+    silent["json"] = json.dumps({**json.loads(raw_sample["json"]), "audible": False}).encode()
+    for needs_audio, expected in ((True, 0), (False, 1)):
+        spec = LoaderSpec(["memory"], batch_size=2, clip_frames=25, context_frames=120, seed=5, workers=0,
+                          needs_audio=needs_audio)
+        assert len(list(to_examples(dict(silent), spec, 0))) == expected
+    assert len(list(to_examples(dict(raw_sample), LoaderSpec(["memory"], 2, 25, 120, 5, 0), 0))) == 1

@@ -19,11 +19,12 @@ class TrainConfig:
     """Everything `avts-train` needs; written to the run folder and printed at start."""
 
     shards: str = option(help="training shards: 'shards/{0000..2047}.tar', 'shards/<0000..2047>.tar', a folder, "
-                              "a list file, or URLs (pipe:, http://); comma-separated parts allowed")
+                              "a list file, or URLs (s3://BUCKET/PREFIX/{0000..2047}.tar or a prefix ending in /, "
+                              "http(s)://, pipe:); comma-separated parts allowed")
     out: Path = option(help="run folder (config, metrics, checkpoints, plots)")
     val_shards: str | None = option(None, help="validation shards (unset: val-*.tar beside --shards)")
-    stats: Path | None = option(None, help="feature stats.json (unset: manifests/stats.json beside the shard "
-                                           "folder)")
+    stats: str | None = option(None, help="feature stats.json, a path or URL (unset: the stats.json of the "
+                                          "manifests the shard folder names, else manifests/ beside it)")
     epochs: int = option(90, help="epochs (the paper's 90)")
     batch_size: int = option(16, help="clips per GPU/process (the paper's 16)")
     optimizer: str = option("sgd", help="sgd (with momentum) or adam", choices=OPTIMIZERS)

@@ -6,22 +6,30 @@ consumed → decode one clip per sample (YUV, cropped square) and cut an audio c
 
 The out-of-sync pairs are *not* made here: the loader ships each clip with the audio features around it
 and :mod:`trainer.sampler` builds positives and negatives on the GPU.
+
+Shards may be local files, ``pipe:`` commands, or object-store/HTTP URLs (``s3://…``, ``http://…``): importing
+this module routes those schemes in webdataset's ``gopen`` through :mod:`avts.storage` (fsspec), in the main
+process and, as the DataLoader workers import or inherit this module, in every worker. A shard that breaks
+off mid-way (a dropped connection) is a warning naming it, and the epoch goes on with the next shard.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, get_worker_info
 
+from avts import storage
 from avts.schema import FBANK_FILTERS, FEATURE_RATE, FEATURES_PER_FRAME, decode_sample
 from avts.seeds import numpy_rng, stable_int
 from trainer.clip_decode import decode_clip, split_planes
+
+storage.register_gopen_handlers()  # s3://, gs://, http(s)://… shards through fsspec (see the module docstring)
 
 WINDOW = FEATURE_RATE  # feature frames in a 1-s audio window
 POSITION = "__position__"  # sample field: rank/worker/index in the worker's stream
@@ -38,6 +46,7 @@ class Example:
     feats: np.ndarray  # (context, 40) float16, zero-padded after `valid`
     valid: int
     clip_start: int  # feature frame of the clip start within `feats`
+    label: str | None = None  # the sample's class (first folder level at ingest), for fine-tuning
 
 
 @dataclass
@@ -53,6 +62,7 @@ class Batch:
     video_id: torch.Tensor  # (B,) int64 hash of the key: rows of one video share it
     keys: list[str]
     worker: int
+    labels: list[str | None] = field(default_factory=list)  # per row, as in the sample metadata
 
     def pin_memory(self) -> "Batch":
         """Pin the tensors so host→device copies can be asynchronous (called by the DataLoader)."""
@@ -81,6 +91,7 @@ class LoaderSpec:
     resampled: bool = False
     clips_per_video: int = 1  # validation: evenly spaced clips per video
     pin_memory: bool = False
+    needs_audio: bool = True  # skip samples ingested without audible audio (--keep-without-audio)
 
 
 def sample_rng(seed: int, epoch: int, key: str, position: str) -> np.random.Generator:
@@ -144,6 +155,8 @@ def square_crop(clip: np.ndarray, rng: np.random.Generator | None) -> tuple[np.n
 def to_examples(raw: dict, spec: LoaderSpec, epoch: int) -> Iterator[Example]:
     """Decode one shard sample into its example(s): one random clip (training) or evenly spaced clips."""
     sample = decode_sample(raw)
+    if spec.needs_audio and not sample.meta.audible:
+        return  # silent features would teach synchronization nothing (see SampleMeta.audible)
     if not np.isfinite(sample.fbank).all():
         raise ValueError("its audio features hold NaN or infinite values")
     frames = min(sample.meta.frames, len(sample.fbank) // FEATURES_PER_FRAME)
@@ -152,7 +165,7 @@ def to_examples(raw: dict, spec: LoaderSpec, epoch: int) -> Iterator[Example]:
         clip = decode_clip(sample.video, start, spec.clip_frames)
         y, u, v = square_crop(clip, rng)
         feats, valid, offset = audio_context(sample.fbank, start * FEATURES_PER_FRAME, spec.context_frames, rng)
-        yield Example(sample.key, y, u, v, feats, valid, offset)
+        yield Example(sample.key, y, u, v, feats, valid, offset, sample.meta.label)
 
 
 def collate(examples: list[Example]) -> Batch:
@@ -168,6 +181,7 @@ def collate(examples: list[Example]) -> Batch:
         video_id=torch.tensor([video_id(e.key) for e in examples], dtype=torch.int64),
         keys=[e.key for e in examples],
         worker=info.id if info is not None else 0,
+        labels=[e.label for e in examples],
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -67,6 +68,15 @@ def mean_over_ranks(total: float, count: int, runtime: Runtime) -> float:
     value = torch.tensor([total, float(count)], device=runtime.device, dtype=torch.float64)
     dist.all_reduce(value)
     return float(value[0] / value[1].clamp_min(1))
+
+
+def gather_objects(value: Any, runtime: Runtime) -> list[Any]:
+    """``value`` (any picklable object) of every rank, in rank order; ``[value]`` in a single process."""
+    if not runtime.distributed:
+        return [value]
+    everyone: list[Any] = [None] * runtime.world_size
+    dist.all_gather_object(everyone, value)
+    return everyone
 
 
 def barrier(runtime: Runtime) -> None:

@@ -5,6 +5,11 @@ model, optimizer, schedule, loaders and resumes; :func:`train_one_epoch` streams
 :func:`trainer.step.training_step`; :func:`finish_epoch` validates, steps the schedule, checkpoints and
 plots. Everything that changes as training goes is in :class:`TrainState`, which every checkpoint holds
 with the model, optimizer, schedule and random states, so a resumed run continues exactly.
+
+The loop itself (:class:`Run`, :func:`start_run`, :func:`train_one_epoch`, :func:`finish_epoch`,
+:func:`save_run`) does not know what it trains: a :class:`Task` does the step, names bad samples, evaluates
+and says what checkpoints and records hold. :class:`SyncTask` is `avts-train`'s (synchronization, §2);
+`trainer.finetune` has the classification task of `avts-finetune` (§3.3, §3.5).
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from rich.console import Console
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from avts import storage
 from avts.schema import FEATURE_RATE, VIDEO_FPS
 from avts.seeds import stable_int
 from avts.stats import FeatureStats
@@ -53,28 +59,96 @@ class TrainState:
     step_in_epoch: int = 0
     global_step: int = 0
     consumed: dict[int, int] = field(default_factory=dict)  # batches delivered per loader worker this epoch
-    loss_sum: float = 0.0  # loss summed over this epoch's applied steps taken before the last checkpoint
+    loss_sum: float = 0.0  # loss summed over this epoch's applied steps taken before the last checkpoint (all ranks)
     loss_count: int = 0  # and how many there were
     bad_steps: int = 0  # steps whose gradient was not finite, over the whole run
 
 
+class LoopConfig(Protocol):
+    """The settings the loop reads; :class:`TrainConfig` and `avts-finetune`'s config both have them."""
+
+    @property
+    def out(self) -> Path: ...
+    @property
+    def epochs(self) -> int: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def epoch_size(self) -> int | None: ...
+    @property
+    def workers(self) -> int: ...
+    @property
+    def ckpt_every(self) -> int: ...
+    @property
+    def keep_checkpoints(self) -> int: ...
+    @property
+    def max_bad_steps(self) -> int: ...
+    @property
+    def log_every(self) -> int: ...
+    @property
+    def audit(self) -> bool: ...
+    @property
+    def resume(self) -> bool: ...
+    @property
+    def compile(self) -> bool: ...
+    @property
+    def plain(self) -> bool | None: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class StepResult(Protocol):
+    """What the loop reads of a step's output (device tensors: reading them is deferred to log time)."""
+
+    @property
+    def loss(self) -> torch.Tensor: ...
+    @property
+    def applied(self) -> torch.Tensor: ...  # bool scalar: the gradient was finite and the update used it
+
+
+class Task(Protocol):
+    """What a run trains: the parts of the loop that differ between `avts-train` and `avts-finetune`."""
+
+    shown: tuple[str, ...]  # epoch-record values printed on each epoch's line
+
+    def start_epoch(self, run: Run, epoch: int) -> None:
+        """Called on every rank before an epoch's first step (also when resuming inside it)."""
+
+    def step(self, run: Run, batch: Batch, epoch: int) -> StepResult:
+        """One training step on a batch already on the device."""
+
+    def culprits(self, out: Any, keys: list[str]) -> list[str]:
+        """Keys of the samples whose inputs were not finite, for a step whose update was dropped."""
+
+    def step_record(self, out: Any) -> dict[str, float]:
+        """Values of a step record besides loss, speed and LR (main rank, at log time)."""
+
+    def evaluate(self, run: Run, epoch: int) -> dict[str, Any]:
+        """End-of-epoch evaluation on the main rank; its values go into the epoch record."""
+
+    def epoch_record(self, epoch: int) -> dict[str, Any]:
+        """What else describes an epoch in its record."""
+
+    def checkpoint_content(self) -> dict[str, Any]:
+        """What a checkpoint holds besides weights, optimizer, schedule, state and random states."""
+
+    def plot(self, run_dir: Path) -> None:
+        """Redraw the run's PNG curves from its metrics."""
+
+
 @dataclass
 class Run:
-    """Everything a training run is made of; built once by :func:`build_run`."""
+    """Everything a training run is made of; built once by :func:`start_run`."""
 
-    cfg: TrainConfig
+    cfg: LoopConfig
     runtime: distributed.Runtime
     console: Console
-    model: AVTSModel
+    model: nn.Module
     forward: nn.Module  # the model as called in a step: wrapped by DDP and/or torch.compile
     optimizer: torch.optim.Optimizer
     schedule: PlateauSchedule
-    curriculum: Curriculum
-    settings: InputSettings
-    generator: torch.Generator
-    stats: FeatureStats
+    generator: torch.Generator  # the device generator of the step's randomness (pairs, augmentation)
     train_loader: LoaderSpec
-    val_loader: LoaderSpec | None
+    task: Task
     steps_cap: int | None  # steps per epoch with --epoch-size, else None (until the shards run out)
     log: MetricsLog
     state: TrainState
@@ -124,14 +198,16 @@ def train(cfg: TrainConfig, console: Console | None = None) -> TrainResult:
 
 
 def build_run(cfg: TrainConfig, runtime: distributed.Runtime, console: Console) -> Run:
-    """Data, model, optimizer, schedule, pair sampler and run folder; resumed from the last checkpoint."""
+    """Data, model, optimizer, schedule, pair sampler and run folder; resumed from the last checkpoint (with
+    ``--resume``)."""
     shards = expand_shards(cfg.shards)
     val_spec = cfg.val_shards or default_val_spec(shards)
     val_shards = expand_shards(val_spec, "val") if val_spec else []
     stats_path = cfg.stats or default_stats_path(shards)
-    if stats_path is None or not Path(stats_path).exists():
-        raise TrainError("no normalization stats: pass --stats manifests/stats.json (written by avts-ingest)")
-    stats = FeatureStats.load(Path(stats_path))
+    if stats_path is None or not storage.exists(stats_path):
+        raise TrainError(f"no normalization stats{f' at {stats_path}' if stats_path else ''}: pass --stats "
+                         "manifests/stats.json (a path or URL, written by avts-ingest)")
+    stats = FeatureStats.load(stats_path)
     device = runtime.device
     on_gpu = device.type == "cuda"
     context = round(cfg.audio_context * FEATURE_RATE)
@@ -152,20 +228,30 @@ def build_run(cfg: TrainConfig, runtime: distributed.Runtime, console: Console) 
     sampler = PairSampler(WINDOW, round(cfg.hard_gap * FEATURE_RATE), round(cfg.super_hard_offset * FEATURE_RATE))
     settings = InputSettings(cfg.crop_size, cfg.crop_scales, AudioNormalizer(stats.mean, stats.std, device), sampler)
     generator = torch.Generator(device).manual_seed(stable_int("pairs", cfg.seed, runtime.rank))
-    state = resume_state(cfg, model, optimizer, schedule, generator, runtime, console)
+    task = SyncTask(cfg, model, curriculum, settings, stats, val_loader)
+    banner = (f"[bold]avts-train[/] {runtime.world_size} process(es) on {device}; curriculum "
+              f"{curriculum.describe()}; {len(shards)} train / {len(val_shards)} val shards")
+    return start_run(cfg, runtime, console, model, optimizer, schedule, generator, train_loader, task, banner)
 
+
+def start_run(cfg: LoopConfig, runtime: distributed.Runtime, console: Console, model: nn.Module,
+              optimizer: torch.optim.Optimizer, schedule: PlateauSchedule, generator: torch.Generator,
+              train_loader: LoaderSpec, task: Task, banner: str) -> Run:
+    """Resume (``--resume``), write ``config.json``, announce the run and wrap the model for DDP / compile."""
+    state = resume_state(cfg, model, optimizer, schedule, generator, runtime, console)
+    check_same_start(state, runtime, cfg.out)
     if runtime.is_main:
         cfg.out.mkdir(parents=True, exist_ok=True)
         (cfg.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-        console.print(f"[bold]avts-train[/] {runtime.world_size} process(es) on {device}; curriculum "
-                      f"{curriculum.describe()}; {len(shards)} train / {len(val_shards)} val shards")
+        console.print(banner)
         console.print_json(data=cfg.to_dict())
-    ddp = (DistributedDataParallel(model, device_ids=[device.index] if on_gpu else None)
+    on_gpu = runtime.device.type == "cuda"
+    ddp = (DistributedDataParallel(model, device_ids=[runtime.device.index] if on_gpu else None)
            if runtime.distributed else model)
     forward = torch.compile(ddp) if cfg.compile else ddp
     steps_cap = cfg.epoch_size // (cfg.batch_size * runtime.world_size) if cfg.epoch_size else None
-    return Run(cfg, runtime, console, model, forward, optimizer, schedule, curriculum, settings, generator, stats,
-               train_loader, val_loader, steps_cap, MetricsLog(cfg.out), state)
+    return Run(cfg, runtime, console, model, forward, optimizer, schedule, generator, train_loader, task, steps_cap,
+               MetricsLog(cfg.out), state)
 
 
 def init_weights(model: AVTSModel, checkpoint: Path, device: torch.device) -> None:
@@ -182,7 +268,7 @@ def init_weights(model: AVTSModel, checkpoint: Path, device: torch.device) -> No
         raise TrainError(f"{checkpoint} does not hold AVTS weights for this architecture")
 
 
-def resume_state(cfg: TrainConfig, model: AVTSModel, optimizer: torch.optim.Optimizer, schedule: PlateauSchedule,
+def resume_state(cfg: LoopConfig, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: PlateauSchedule,
                  generator: torch.Generator, runtime: distributed.Runtime, console: Console) -> TrainState:
     """A fresh state, or (``--resume``) the one of the newest readable checkpoint with everything it holds."""
     folder = cfg.out / "checkpoints"
@@ -197,23 +283,43 @@ def resume_state(cfg: TrainConfig, model: AVTSModel, optimizer: torch.optim.Opti
     if saved is None:
         console.print(f"[bold yellow]--resume: no checkpoint in {folder}; starting a new run there")
         return TrainState()
-    model.load_state_dict(saved["model"])
+    try:
+        model.load_state_dict(saved["model"])
+    except RuntimeError as error:
+        raise TrainError(f"the checkpoint in {folder} holds a model of another shape than this run's (were "
+                         f"architecture flags changed?): {str(error)[:300]}") from None
     optimizer.load_state_dict(saved["optimizer"])
     schedule.load_state_dict(saved["scheduler"])
     state = TrainState(**saved["state"])
+    if not runtime.is_main:  # the loss so far is the sum over all ranks (see save_run): counted once, on rank 0
+        state.loss_sum, state.loss_count = 0.0, 0
     restore_rng(saved["rng"][min(runtime.rank, len(saved["rng"]) - 1)], generator)
     if runtime.is_main:
         MetricsLog(cfg.out).keep_until(state.global_step, state.epoch)
         console.print(f"resuming at epoch {state.epoch + 1}, step {state.step_in_epoch} of it "
                       f"(global step {state.global_step})")
+        if len(saved["rng"]) != runtime.world_size:
+            console.print(f"[bold yellow]warning: the checkpoint was written by {len(saved['rng'])} process(es) and "
+                          f"this run has {runtime.world_size}: each process now reads another part of the data "
+                          f"(mid-epoch, some samples of this epoch may be read twice or not at all), so the run "
+                          f"will not match an uninterrupted one; resume with the same number of processes for that")
     return state
+
+
+def check_same_start(state: TrainState, runtime: distributed.Runtime, run_dir: Path) -> None:
+    """Stop when the ranks did not resume from the same checkpoint (a run folder the nodes do not share):
+    they would train out of step and hang."""
+    starts = distributed.gather_objects((state.epoch, state.step_in_epoch, state.global_step), runtime)
+    if len(set(starts)) > 1:
+        where = ", ".join(f"rank {rank} at global step {start[2]}" for rank, start in enumerate(starts))
+        raise TrainError(f"the ranks start from different checkpoints ({where}): --out {run_dir} must be one folder "
+                         f"that every node sees (shared storage), not a local folder per node")
 
 
 def train_one_epoch(run: Run, epoch: int) -> EpochStats:
     """Stream this rank's batches through the training step; checkpoint every ``--ckpt-every`` steps."""
     cfg, state = run.cfg, run.state
-    start_stage_if_new(run, epoch)
-    mix = run.curriculum.mix_at(epoch)
+    run.task.start_epoch(run, epoch)
     run.model.train()
     batches = iter(build_loader(run.train_loader, epoch, skips=dict(state.consumed)))
     losses = LossTally(run.device)
@@ -227,8 +333,7 @@ def train_one_epoch(run: Run, epoch: int) -> EpochStats:
             if not distributed.all_ranks_true(batch is not None, run.runtime):
                 break  # every rank stops at the same step
             assert batch is not None
-            out = training_step(run.forward, run.optimizer, batch.to(run.device), run.settings, mix, run.generator,
-                                cfg.margin)
+            out = run.task.step(run, batch.to(run.device), epoch)
             state.step_in_epoch += 1
             state.global_step += 1
             state.consumed[batch.worker] = state.consumed.get(batch.worker, 0) + 1
@@ -253,31 +358,21 @@ def train_one_epoch(run: Run, epoch: int) -> EpochStats:
 
 def finish_epoch(run: Run, epoch: int, stats: EpochStats) -> dict[str, Any]:
     """Validate, step the LR schedule, checkpoint, record and plot; returns the epoch's record."""
-    results: dict[str, float | None] = {}
-    if run.runtime.is_main and run.val_loader is not None:
-        results = evaluate(run.model, build_loader(run.val_loader, 0), run.settings, run.device)
+    results = run.task.evaluate(run, epoch) if run.runtime.is_main else {}
     distributed.barrier(run.runtime)
     run.schedule.step(stats.train_loss)
-    record = {"epoch": epoch, "step": run.state.global_step, "stage": run.curriculum.stage_at(epoch),
-              "mix": asdict(run.curriculum.mix_at(epoch)), "train_loss": stats.train_loss,
-              "lr": run.optimizer.param_groups[0]["lr"], "objective": run.cfg.objective, **results}
+    record = {"epoch": epoch, "step": run.state.global_step, **run.task.epoch_record(epoch),
+              "train_loss": stats.train_loss, "lr": run.optimizer.param_groups[0]["lr"], **results}
     if run.cfg.audit:
         write_audit(run, epoch)
     run.state = TrainState(epoch=epoch + 1, global_step=run.state.global_step, bad_steps=run.state.bad_steps)
     save_run(run, None, epoch_end=epoch + 1)
     if run.runtime.is_main:
         run.log.write("epoch", **record)
-        plot_run(run.cfg.out)
-        run.console.print(epoch_line(record))
+        run.task.plot(run.cfg.out)
+        run.console.print(epoch_line(record, run.task.shown))
     distributed.barrier(run.runtime)
     return record
-
-
-def start_stage_if_new(run: Run, epoch: int) -> None:
-    """At the start of a curriculum stage, start the plateau tracking afresh (see :mod:`trainer.optim`)."""
-    if epoch > 0 and run.curriculum.stage_at(epoch) != run.curriculum.stage_at(epoch - 1) \
-            and run.state.step_in_epoch == 0:
-        run.schedule = plateau_schedule(run.optimizer, run.cfg.plateau_patience, run.cfg.lr_factor)
 
 
 class LossTally:
@@ -287,7 +382,7 @@ class LossTally:
         self.total = torch.zeros((), device=device)
         self.count = torch.zeros((), device=device)
 
-    def add(self, out: StepOutput) -> None:
+    def add(self, out: StepResult) -> None:
         """Count one step."""
         self.total += torch.where(out.applied, out.loss.detach(), 0.0)
         self.count += out.applied.float()
@@ -304,16 +399,16 @@ class LogWindow:
     loss: float | torch.Tensor = 0.0
     clips: int = 0
     started: float = field(default_factory=time.perf_counter)
-    steps: list[tuple[list[str], StepOutput]] = field(default_factory=list)
+    steps: list[tuple[list[str], StepResult]] = field(default_factory=list)
 
-    def add(self, out: StepOutput, batch: Batch) -> None:
+    def add(self, out: StepResult, batch: Batch) -> None:
         """Count one step (tensors stay on the device)."""
         self.loss = self.loss + torch.where(out.applied, out.loss.detach(), 0.0)
         self.clips += len(batch.keys)
         self.steps.append((batch.keys, out))
 
 
-def log_window(run: Run, epoch: int, window: LogWindow, bar: StepProgress, out: StepOutput) -> None:
+def log_window(run: Run, epoch: int, window: LogWindow, bar: StepProgress, out: StepResult) -> None:
     """Write a step record and update the bar (one host sync per log interval); name any bad steps."""
     steps = len(window.steps)
     check_bad_steps(run, window)
@@ -321,10 +416,8 @@ def log_window(run: Run, epoch: int, window: LogWindow, bar: StepProgress, out: 
     step_loss = float(window.loss) / steps
     clips_per_s = window.clips * run.runtime.world_size / elapsed
     if run.runtime.is_main:
-        with torch.no_grad():
-            gap = distance_gap(out.video_emb, out.audio_emb, out.pairs.label)
         run.log.write("step", step=run.state.global_step, epoch=epoch, loss=step_loss, clips_per_s=clips_per_s,
-                      lr=run.optimizer.param_groups[0]["lr"], **gap)
+                      lr=run.optimizer.param_groups[0]["lr"], **run.task.step_record(out))
         bar.update(run.state.step_in_epoch, loss=step_loss, clips_per_s=clips_per_s)
     window.loss, window.clips, window.started = 0.0, 0, time.perf_counter()
 
@@ -338,8 +431,7 @@ def check_bad_steps(run: Run, window: LogWindow) -> None:
         if ok:
             continue
         run.state.bad_steps += 1
-        owners = out.pairs.source[out.bad_audio_rows].cpu().tolist()
-        culprits = sorted({keys[owner] for owner in owners})
+        culprits = run.task.culprits(out, keys)
         why = (f"non-finite audio features in {', '.join(culprits)}" if culprits
                else "non-finite loss or gradient with finite inputs (diverging: lower --lr?)")
         run.console.print(f"[bold yellow]warning: a step's update was dropped near global step "
@@ -351,7 +443,7 @@ def check_bad_steps(run: Run, window: LogWindow) -> None:
                          f"{run.checkpoints}")
 
 
-def resumable_here(state: TrainState, cfg: TrainConfig) -> bool:
+def resumable_here(state: TrainState, cfg: LoopConfig) -> bool:
     """Mid-epoch checkpoints only where the loader's worker round-robin restarts, so resume is exact."""
     return state.step_in_epoch % max(cfg.workers, 1) == 0
 
@@ -362,16 +454,18 @@ def save_run(run: Run, losses: LossTally | None, epoch_end: int | None = None) -
     Weights that are not finite are never saved: the previous checkpoint stays the newest.
     """
     rng = gather_rng(run.generator, run.runtime)
+    # mid-epoch, the loss so far of every rank: the checkpoint holds their sum (taken back by the main rank only)
+    totals = distributed.gather_objects(losses.totals(run.state), run.runtime) if losses is not None else []
     if not run.runtime.is_main:
         return
     if not weights_are_finite(run.model):
         raise TrainError(f"the weights are no longer finite; not saving them over {run.checkpoints}; lower --lr")
     state = run.state
     if losses is not None:  # mid-epoch: the loss so far travels with the checkpoint
-        total, count = losses.totals(state)
+        total, count = sum(total for total, _ in totals), sum(count for _, count in totals)
         state = TrainState(**{**asdict(state), "loss_sum": total, "loss_count": count})
     save_checkpoint(run.checkpoints, {
-        "model_spec": run.cfg.model_spec().to_dict(), "stats": run.stats.to_dict(),
+        **run.task.checkpoint_content(),
         "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
         "scheduler": run.schedule.state_dict(), "state": asdict(state), "rng": rng, "config": run.cfg.to_dict(),
     }, epoch_end=epoch_end, keep=run.cfg.keep_checkpoints)
@@ -406,11 +500,64 @@ def distance_gap(video_emb: torch.Tensor, audio_emb: torch.Tensor, label: torch.
     return {"dist_pos": float(distance[positive].mean()), "dist_neg": float(distance[~positive].mean())}
 
 
-def epoch_line(record: dict[str, Any]) -> str:
-    """One readable line per epoch."""
-    parts = [f"epoch {record['epoch'] + 1}", f"loss {record['train_loss']:.4f}", f"lr {record['lr']:.2g}",
-             f"stage {record['stage']}"]
-    for key in ("val_acc_easy", "val_acc_mixed"):
-        if record.get(key) is not None:
-            parts.append(f"{key} {record[key]:.3f}")
+def epoch_line(record: dict[str, Any], shown: tuple[str, ...]) -> str:
+    """One readable line per epoch: epoch, loss, LR and the ``shown`` values the record has."""
+    parts = [f"epoch {record['epoch'] + 1}", f"loss {record['train_loss']:.4f}", f"lr {record['lr']:.2g}"]
+    for key in shown:
+        value = record.get(key)
+        if value is not None:
+            parts.append(f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}")
     return " | ".join(parts)
+
+
+@dataclass
+class SyncTask:
+    """What `avts-train` trains: audio-visual synchronization with the curriculum's negatives (Eq. 1), or the
+    sync head's cross-entropy (§3.2); validated by AVTS accuracy."""
+
+    cfg: TrainConfig
+    model: AVTSModel
+    curriculum: Curriculum
+    settings: InputSettings
+    stats: FeatureStats
+    val_loader: LoaderSpec | None
+    shown: tuple[str, ...] = ("stage", "val_acc_easy", "val_acc_mixed")
+
+    def start_epoch(self, run: Run, epoch: int) -> None:
+        """At the start of a curriculum stage, start the plateau tracking afresh (see :mod:`trainer.optim`)."""
+        if epoch > 0 and self.curriculum.stage_at(epoch) != self.curriculum.stage_at(epoch - 1) \
+                and run.state.step_in_epoch == 0:
+            run.schedule = plateau_schedule(run.optimizer, self.cfg.plateau_patience, self.cfg.lr_factor)
+
+    def step(self, run: Run, batch: Batch, epoch: int) -> StepOutput:
+        """:func:`trainer.step.training_step` with the epoch's negative mix."""
+        return training_step(run.forward, run.optimizer, batch, self.settings, self.curriculum.mix_at(epoch),
+                             run.generator, self.cfg.margin)
+
+    def culprits(self, out: StepOutput, keys: list[str]) -> list[str]:
+        """The videos whose audio went into a pair with non-finite features."""
+        return sorted({keys[owner] for owner in out.pairs.source[out.bad_audio_rows].cpu().tolist()})
+
+    def step_record(self, out: StepOutput) -> dict[str, float]:
+        """The positive and negative embedding distances of the step's batch."""
+        with torch.no_grad():
+            return distance_gap(out.video_emb, out.audio_emb, out.pairs.label)
+
+    def evaluate(self, run: Run, epoch: int) -> dict[str, Any]:
+        """AVTS accuracy on the validation shards (nothing without them)."""
+        if self.val_loader is None:
+            return {}
+        return evaluate(self.model, build_loader(self.val_loader, 0), self.settings, run.device)
+
+    def epoch_record(self, epoch: int) -> dict[str, Any]:
+        """Curriculum stage, negative mix and objective."""
+        return {"stage": self.curriculum.stage_at(epoch), "mix": asdict(self.curriculum.mix_at(epoch)),
+                "objective": self.cfg.objective}
+
+    def checkpoint_content(self) -> dict[str, Any]:
+        """The model's shape and the audio normalization (see :func:`trainer.checkpoint.load_trained`)."""
+        return {"model_spec": self.cfg.model_spec().to_dict(), "stats": self.stats.to_dict()}
+
+    def plot(self, run_dir: Path) -> None:
+        """Loss, AVTS accuracy and LR curves."""
+        plot_run(run_dir)

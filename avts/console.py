@@ -1,0 +1,21 @@
+"""How every AVTS command reports a failure it understands: one red line, no traceback, exit status 1."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+
+# Errors a user can act on, whatever the tool: a path or object that is not there, no permission (local or
+# object-store credentials), an endpoint that cannot be reached, a missing optional package (e.g. s3fs).
+USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, PermissionError, ConnectionError, ImportError)
+
+
+def error_console() -> Console:
+    """The console commands print progress and messages on: stderr, long lines not hard-wrapped."""
+    return Console(stderr=True, soft_wrap=True)
+
+
+def report_failure(console: Console, tool: str, error: BaseException) -> int:
+    """Print ``tool: message`` in red (the message shown as written, not as markup); returns exit status 1."""
+    console.print(f"[bold red]{tool}:[/] {escape(str(error))}")
+    return 1
