@@ -8,12 +8,14 @@ a task whose worker or node died (``task_retries``) and rebuilds lost pieces fro
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Hashable
 from typing import Any
 
-from pipeline.config import EncodeSettings, IngestConfig, ShardOutput
+from pipeline.config import EncodeSettings, IngestConfig
 from pipeline.discover import ShardJob, VideoItem
 from pipeline.manifest import ShardPart
+from pipeline.ray_start import join_cluster, prepare_environment, start_embedded
 from pipeline.tasks import VideoReport, transcode_video, write_shard
 
 
@@ -27,24 +29,25 @@ class RayEngine:
     """Transcodes videos and writes shards as Ray tasks."""
 
     def __init__(self, config: IngestConfig, env: dict[str, str]) -> None:
+        address = config.address or os.environ.get("RAY_ADDRESS")
+        prepare_environment(address)
         try:
             import ray
         except ImportError as error:
-            raise RuntimeError("Ray is not installed: `pip install 'ray[default]'` or use --engine processes") \
+            raise ImportError("Ray is not installed: `pip install 'ray[default]'`, or use --engine processes") \
                 from error
         self._ray = ray
-        address = config.address or os.environ.get("RAY_ADDRESS")
         self._started_here = not ray.is_initialized()
+        self._watchdog: subprocess.Popen[bytes] | None = None
         if self._started_here:
-            runtime_env = {"env_vars": env}
             if address:
-                ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
+                join_cluster(ray, address, env)
             else:
-                ray.init(num_cpus=config.workers * config.threads_per_worker, include_dashboard=False,
-                         log_to_driver=False, configure_logging=False, runtime_env=runtime_env)
+                self._watchdog = start_embedded(ray, config.workers * config.threads_per_worker, env)
         self._transcode = ray.remote(num_cpus=config.threads_per_worker, max_retries=config.task_retries,
                                      num_returns=2)(transcode_split)
-        self._write = ray.remote(num_cpus=0, max_retries=config.task_retries)(write_shard)
+        # writers spread over the nodes (their I/O too); they need no core of their own
+        self._write = ray.remote(num_cpus=0, max_retries=config.task_retries, scheduling_strategy="SPREAD")(write_shard)
         self._settings = ray.put(config.encode_settings())
         self._output = ray.put(config.shard_output())
         self._pieces: dict[Hashable, Any] = {}
@@ -80,3 +83,6 @@ class RayEngine:
         """Shut down the local Ray this engine started (a joined cluster keeps running)."""
         if self._started_here:
             self._ray.shutdown()
+        if self._watchdog is not None:  # nothing left to watch
+            self._watchdog.kill()
+            self._watchdog.wait()

@@ -7,10 +7,20 @@ and at exactly the same times a tone burst sounds. Colours and pitch are drawn i
 nothing but the timing of the events ties the two streams together: a model can only tell a synchronized clip
 from a shifted one by learning when things happen. The event onset times are stored as JSON in the container's
 ``comment`` metadata.
+
+Two options change this, and only when used (the default output is unchanged):
+
+* ``audio_offset``: the sound is shifted against the picture by that many seconds (positive: the audio is late,
+  it lags the video), to make test files with a known true offset for `avts-sync`. Timestamps are untouched:
+  the shift is in the content, as in a badly synchronized recording, so ingestion does not undo it.
+* ``classes``: video ``i`` belongs to class ``i % classes`` and goes to the folder ``class_XX/``; the class sets
+  the disc's hue family and the tone's pitch band, so labels can be learned from either stream (probing,
+  fine-tuning). Timing stays random and unrelated to the class.
 """
 
 from __future__ import annotations
 
+import colorsys
 import json
 import math
 import os
@@ -37,6 +47,9 @@ DISC_RADIUS = 0.15  # fraction of the frame size
 BACKGROUND_FLASH = 60.0  # added to the background's RGB during an event
 MIN_CONTRAST = 120  # L1 distance between RGB colours that must stay visible
 AUDIO_BIT_RATE = 64_000
+MAX_CLASSES = 100  # class folders are class_00 .. class_99
+CLASS_SATURATION = (0.6, 1.0)  # HSV saturation and value of a class's disc colours
+CLASS_VALUE = (0.6, 1.0)
 # BT.601 limited-range RGB to Y, Cb, Cr weights, scaled by 256 (as in the classic integer formula).
 _LUMA = np.array([66, 129, 25], np.int32)
 _CB = np.array([-38, -74, 112], np.int32)
@@ -58,16 +71,28 @@ class SynthConfig:
     min_gap: float = option(0.25, help="shortest time between event onsets, seconds")
     max_gap: float = option(0.7, help="longest time between event onsets, seconds")
     event: float = option(0.12, help="duration of one event (flash and tone burst), seconds")
+    audio_offset: float = option(0.0, help="shift of the sound against the picture, seconds; positive: the audio "
+                                           "is late (lags the video). Stored in the metadata")
+    classes: int | None = option(None, help="put the videos into this many class folders class_XX/, the class "
+                                            "setting the disc's hue family and the tone's pitch band (unset: no "
+                                            "classes, one folder)")
 
     def __post_init__(self) -> None:
         validate([
             (self.videos >= 0 and self.workers >= 1, "need --videos ≥ 0 and --workers ≥ 1"),
-            (self.size >= 16 and self.size % 4 == 0, f"--size must be a multiple of 4 and at least 16, not {self.size}"),
+            (self.size >= 16 and self.size % 4 == 0,
+             f"--size must be a multiple of 4 and at least 16, not {self.size}"),
             (0 < self.event < self.min_gap <= self.max_gap,
              "need 0 < --event < --min-gap ≤ --max-gap, so that events do not overlap"),
             (self.duration > 0 and self.fps > 0 and self.sample_rate > 0,
              "--duration, --fps and --sample-rate must be positive"),
+            (abs(self.audio_offset) < self.duration, "--audio-offset must be shorter than --duration"),
+            (self.classes is None or 1 <= self.classes <= MAX_CLASSES, f"--classes must be in 1..{MAX_CLASSES}"),
         ])
+
+    def class_of(self, index: int) -> int | None:
+        """The class of video ``index`` (None without ``classes``)."""
+        return None if self.classes is None else index % self.classes
 
 
 @dataclass(frozen=True)
@@ -82,9 +107,28 @@ class _Scene:
     tone_hz: float
 
 
-def video_path(out: Path, index: int) -> Path:
-    """The file name of video ``index`` under ``out``."""
-    return Path(out) / f"synth_{index:05d}.mp4"
+def class_folder(label: int) -> str:
+    """The folder name of class ``label``: ``class_XX``."""
+    return f"class_{label:02d}"
+
+
+def video_path(out: Path, index: int, label: int | None = None) -> Path:
+    """The file name of video ``index`` under ``out`` (in its class folder when it has a class ``label``)."""
+    folder = Path(out) if label is None else Path(out) / class_folder(label)
+    return folder / f"synth_{index:05d}.mp4"
+
+
+def class_pitch_band(label: int, classes: int) -> tuple[float, float]:
+    """The tone frequencies (Hz) of class ``label``: the ``label``-th of ``classes`` equal log-frequency bands of
+    the full pitch range."""
+    low, high = TONE_HZ
+    ratio = high / low
+    return low * ratio ** (label / classes), low * ratio ** ((label + 1) / classes)
+
+
+def class_hue_range(label: int, classes: int) -> tuple[float, float]:
+    """The disc hues (HSV hue in [0, 1)) of class ``label``: the ``label``-th of ``classes`` equal hue sectors."""
+    return label / classes, (label + 1) / classes
 
 
 def draw_events(rng: np.random.Generator, config: SynthConfig) -> list[float]:
@@ -111,16 +155,34 @@ def _contrasting_colour(rng: np.random.Generator, *others: np.ndarray) -> np.nda
             return colour
 
 
+def _class_colour(rng: np.random.Generator, label: int, classes: int, *others: np.ndarray) -> np.ndarray:
+    """A random RGB colour of class ``label``'s hue sector, at least ``MIN_CONTRAST`` away from each of ``others``."""
+    while True:
+        hue = rng.uniform(*class_hue_range(label, classes))
+        rgb = colorsys.hsv_to_rgb(hue, rng.uniform(*CLASS_SATURATION), rng.uniform(*CLASS_VALUE))
+        colour = np.rint(np.array(rgb) * 255).astype(np.uint8)
+        if all(np.abs(colour.astype(int) - other).sum() >= MIN_CONTRAST for other in others):
+            return colour
+
+
 def _draw_scene(config: SynthConfig, index: int) -> _Scene:
     """Draw events, colours, disc positions and pitch of video ``index``, from ``(seed, index)`` alone."""
     rng = np.random.default_rng([config.seed, index])
     events = draw_events(rng, config)
     background = rng.integers(0, 256, 3).astype(np.uint8)
     flash = 255 - background
-    colour = _contrasting_colour(rng, background, flash)
+    label = config.class_of(index)
+    if label is None or config.classes is None:
+        colour = _contrasting_colour(rng, background, flash)
+    else:
+        colour = _class_colour(rng, label, config.classes, background, flash)
     radius = DISC_RADIUS * config.size
     positions = rng.uniform(radius, config.size - radius, (len(events) + 1, 2))
-    tone_hz = float(rng.uniform(*TONE_HZ))
+    if label is None or config.classes is None:
+        tone_hz = float(rng.uniform(*TONE_HZ))
+    else:
+        low, high = class_pitch_band(label, config.classes)
+        tone_hz = float(np.exp(rng.uniform(np.log(low), np.log(high))))
     return _Scene(events, background, colour, flash, positions, tone_hz)
 
 
@@ -136,14 +198,19 @@ def _frame_of(sample: int, config: SynthConfig) -> int:
 
 
 def _render_audio(config: SynthConfig, scene: _Scene, rng: np.random.Generator) -> np.ndarray:
-    """Mono float32 audio: a noise floor plus an enveloped tone burst during each event."""
+    """Mono float32 audio: a noise floor plus an enveloped tone burst at each event, ``audio_offset`` late.
+
+    A burst that the offset moves (partly) outside the video's duration is cut at the ends.
+    """
     sr = config.sample_rate
     audio = rng.normal(0.0, NOISE_AMPLITUDE, round(config.duration * sr))
     burst_t = np.arange(round(config.event * sr)) / sr
     envelope = np.clip(np.minimum(burst_t / ATTACK_S, (config.event - burst_t) / RELEASE_S), 0.0, 1.0)
     burst = TONE_AMPLITUDE * envelope * np.sin(2 * math.pi * scene.tone_hz * burst_t)
-    for start, end in _event_samples(config, scene.events):
-        audio[start:end] += burst
+    for start, end in _event_samples(config, [t + config.audio_offset for t in scene.events]):
+        first, last = max(start, 0), min(end, len(audio))
+        if first < last:
+            audio[first:last] += burst[first - start:last - start]
     return audio.astype(np.float32)
 
 
@@ -156,7 +223,7 @@ def _frame_states(config: SynthConfig, scene: _Scene) -> Iterator[tuple[int, boo
         first, last = _frame_of(start, config), _frame_of(end - 1, config)
         position[first:] = i + 1
         flashing[first : last + 1] = True
-    return zip(position.tolist(), flashing.tolist())
+    return zip(position.tolist(), flashing.tolist(), strict=True)
 
 
 def _render_frames(config: SynthConfig, scene: _Scene, rng: np.random.Generator) -> Iterator[np.ndarray]:
@@ -190,7 +257,13 @@ def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
 
 
 def _metadata(config: SynthConfig, index: int, scene: _Scene) -> str:
-    """The JSON stored in the container's ``comment`` tag."""
+    """The JSON stored in the container's ``comment`` tag (``audio_offset_s`` and ``class`` only when used)."""
+    optional: dict[str, float | int] = {}
+    if config.audio_offset != 0:
+        optional["audio_offset_s"] = config.audio_offset
+    label = config.class_of(index)
+    if label is not None:
+        optional["class"] = label
     return json.dumps(
         {
             METADATA_KEY: METADATA_VERSION,
@@ -204,6 +277,7 @@ def _metadata(config: SynthConfig, index: int, scene: _Scene) -> str:
             "tone_hz": round(scene.tone_hz, 2),
             "background": scene.background.tolist(),
             "colour": scene.colour.tolist(),
+            **optional,
         }
     )
 
@@ -246,9 +320,10 @@ def write_video(config: SynthConfig, index: int) -> Path:
 
     The file is written under a temporary name and renamed when complete, so an existing file is a whole one.
     """
-    path = video_path(config.out, index)
+    path = video_path(config.out, index, config.class_of(index))
     if path.exists():
         return path
+    path.parent.mkdir(parents=True, exist_ok=True)
     scene = _draw_scene(config, index)
     noise_rng = np.random.default_rng([config.seed, index, 1])
     tmp = path.with_name(f".{path.stem}.tmp.mp4")
@@ -266,7 +341,7 @@ def generate(config: SynthConfig, progress: Callable[[int], None] | None = None)
     """
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [video_path(out, i) for i in range(config.videos)]
+    paths = [video_path(out, i, config.class_of(i)) for i in range(config.videos)]
     report = progress or (lambda done: None)
     if config.workers <= 1:
         for i in range(config.videos):
@@ -295,5 +370,10 @@ def read_metadata(path: Path) -> dict:
 
 
 def read_events(path: Path) -> list[float]:
-    """Event onset times in seconds stored in a generated video."""
+    """Event onset times in seconds stored in a generated video (times of the picture's events)."""
     return [float(t) for t in read_metadata(path)["events"]]
+
+
+def read_audio_offset(path: Path) -> float:
+    """The true audio offset of a generated video in seconds (positive: the audio lags the video)."""
+    return float(read_metadata(path).get("audio_offset_s", 0.0))

@@ -52,11 +52,11 @@ def make_av_clip(target: Path, seconds: float, *, width: int = 454, height: int 
 
 @pytest.fixture(scope="session")
 def synth_videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """16 `avts-synth` videos of 4 s at 64 px (events in picture and sound at the same random times)."""
+    """24 `avts-synth` videos of 4 s at 64 px (events in picture and sound at the same random times)."""
     from pipeline.synth import SynthConfig, generate
 
     folder = tmp_path_factory.mktemp("synth_videos")
-    generate(SynthConfig(out=folder, videos=16, duration=4.0, size=64, seed=3, workers=2))
+    generate(SynthConfig(out=folder, videos=24, duration=4.0, size=64, seed=3, workers=2))
     return folder
 
 

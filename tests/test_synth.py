@@ -1,10 +1,12 @@
 """Tests for the synthetic audio-visual data generator (`pipeline.synth`, `avts-synth`).
 
 Everything is checked on the encoded files, decoded back with PyAV, so the tests cover what a reader sees.
+About 10 s on the 2-core CI box.
 """
 
 from __future__ import annotations
 
+import colorsys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -12,7 +14,15 @@ import av
 import numpy as np
 import pytest
 
-from pipeline.synth import SynthConfig, generate, read_events
+from pipeline.synth import (
+    SynthConfig,
+    class_hue_range,
+    class_pitch_band,
+    generate,
+    read_audio_offset,
+    read_events,
+    read_metadata,
+)
 from pipeline.synth_cli import main
 
 FPS = 25
@@ -107,7 +117,7 @@ def test_videos_differ_in_event_times(serial: list[Path]) -> None:
 
 
 def test_audio_energy_peaks_at_events(serial: list[Path], decoded: list[Decoded]) -> None:
-    for path, video in zip(serial, decoded):
+    for path, video in zip(serial, decoded, strict=True):
         events = read_events(path)
         energy = video.audio.astype(np.float64) ** 2
         quiet = energy[quiet_mask(len(energy), SR, events, QUIET_MARGIN_S)].mean()
@@ -120,7 +130,7 @@ def test_audio_energy_peaks_at_events(serial: list[Path], decoded: list[Decoded]
 
 
 def test_visual_change_peaks_at_events(serial: list[Path], decoded: list[Decoded]) -> None:
-    for path, video in zip(serial, decoded):
+    for path, video in zip(serial, decoded, strict=True):
         events = read_events(path)
         change = visual_change(video.frames)
         quiet = change[quiet_mask(len(change), FPS, events, 1.5 / FPS)]
@@ -133,7 +143,7 @@ def test_visual_change_peaks_at_events(serial: list[Path], decoded: list[Decoded
 
 def test_audio_and_video_onsets_agree(serial: list[Path], decoded: list[Decoded]) -> None:
     """Onsets detected independently in each decoded stream fall in the same video frame."""
-    for path, video in zip(serial, decoded):
+    for path, video in zip(serial, decoded, strict=True):
         events = read_events(path)
         change = visual_change(video.frames)
         energy = np.convolve(video.audio.astype(np.float64) ** 2, np.ones(40) / 40, mode="valid")
@@ -148,7 +158,7 @@ def test_audio_and_video_onsets_agree(serial: list[Path], decoded: list[Decoded]
 
 
 def test_same_seed_same_output_for_any_workers(serial: list[Path], parallel: list[Path]) -> None:
-    for one, two in zip(serial, parallel):
+    for one, two in zip(serial, parallel, strict=True):
         assert read_events(one) == read_events(two)
         # Compare the decoder's own planes: no colour conversion between the files and the check.
         a, b = decode(one, "yuv420p"), decode(two, "yuv420p")
@@ -183,3 +193,88 @@ def test_config_rejects_sizes_and_overlapping_events() -> None:
         SynthConfig(out=Path("unused"), videos=1, size=30)
     with pytest.raises(ValueError, match="overlap"):
         SynthConfig(out=Path("unused"), videos=1, event=0.3)
+
+
+ORIGINAL_METADATA_KEYS = {"avts_synth", "events", "event_s", "duration_s", "fps", "sample_rate", "seed", "index",
+                          "tone_hz", "background", "colour"}
+
+
+def audio_onset(audio: np.ndarray, around_s: float) -> float:
+    """The first time after ``around_s`` - 50 ms where the 40-sample mean energy passes 0.01 (a burst starts)."""
+    energy = np.convolve(audio.astype(np.float64) ** 2, np.ones(40) / 40, mode="valid")
+    lo = max(round((around_s - 0.05) * SR), 0)
+    return (lo + int(np.argmax(energy[lo:] > 0.01))) / SR
+
+
+def test_default_metadata_is_unchanged(serial: list[Path]) -> None:
+    """Without --audio-offset and --classes the files hold exactly the metadata they always held."""
+    for path in serial:
+        assert set(read_metadata(path)) == ORIGINAL_METADATA_KEYS
+        assert read_audio_offset(path) == 0.0
+
+
+@pytest.mark.parametrize("offset", [0.2, -0.16])
+def test_audio_offset_moves_the_sound_not_the_picture(tmp_path: Path, serial: list[Path], offset: float) -> None:
+    shifted = generate(replace(CONFIG, out=tmp_path, videos=1, audio_offset=offset, workers=1))[0]
+    assert read_audio_offset(shifted) == offset
+    assert read_events(shifted) == read_events(serial[0])  # the same scene, only the sound moved
+    video = decode(shifted)
+    np.testing.assert_array_equal(video.frames, decode(serial[0]).frames)
+    checked = 0
+    for t in read_events(shifted):
+        heard = t + offset
+        if heard < 0.05 or heard + CONFIG.event > CONFIG.duration:
+            continue  # cut at the ends of the file
+        assert abs(audio_onset(video.audio, heard) - heard) < 0.005, (t, offset)
+        checked += 1
+    assert checked >= 3
+
+
+def test_audio_offset_cuts_bursts_at_the_ends(tmp_path: Path, serial: list[Path]) -> None:
+    """A burst moved across the start of the file keeps its tail, from sample 0; the length does not change."""
+    offset = round(-(read_events(serial[0])[0] + 0.05), 4)  # the first burst starts 50 ms before the file
+    video = decode(generate(replace(CONFIG, out=tmp_path, videos=1, workers=1, audio_offset=offset))[0])
+    assert len(video.audio) / SR == pytest.approx(CONFIG.duration, abs=0.1)
+    energy = video.audio.astype(np.float64) ** 2
+    assert energy[round(0.005 * SR):round(0.04 * SR)].mean() > 100 * energy[round(0.12 * SR):round(0.2 * SR)].mean()
+
+
+def dominant_frequency(audio: np.ndarray) -> float:
+    """The frequency (Hz) of the largest magnitude of the whole signal's spectrum."""
+    spectrum = np.abs(np.fft.rfft(audio.astype(np.float64)))
+    return float(np.fft.rfftfreq(len(audio), 1 / SR)[int(np.argmax(spectrum))])
+
+
+def test_classes_go_to_folders_with_their_traits(tmp_path: Path) -> None:
+    paths = generate(replace(CONFIG, out=tmp_path, videos=6, classes=3, workers=2))
+    assert [p.relative_to(tmp_path).as_posix() for p in paths] == [
+        "class_00/synth_00000.mp4", "class_01/synth_00001.mp4", "class_02/synth_00002.mp4",
+        "class_00/synth_00003.mp4", "class_01/synth_00004.mp4", "class_02/synth_00005.mp4"]
+    for index, path in enumerate(paths):
+        meta = read_metadata(path)
+        label = index % 3
+        assert meta["class"] == label
+        low, high = class_pitch_band(label, 3)
+        assert low <= meta["tone_hz"] <= high
+        assert low - 10 <= dominant_frequency(decode(path).audio) <= high + 10  # what a listener hears
+        hue, saturation, value = colorsys.rgb_to_hsv(*(np.array(meta["colour"]) / 255))
+        first, last = class_hue_range(label, 3)
+        assert first - 0.01 <= hue <= last + 0.01 and saturation >= 0.55 and value >= 0.55
+    bands = [class_pitch_band(label, 3) for label in range(3)]
+    assert bands[0][0] == 300.0 and bands[-1][1] == pytest.approx(1500.0) and bands[0][1] == bands[1][0]
+
+
+def test_cli_offset_and_classes(tmp_path: Path) -> None:
+    argv = ["--out", str(tmp_path), "--videos", "2", "--duration", "1", "--size", "32", "--workers", "1",
+            "--audio-offset", "0.08", "--classes", "2"]
+    assert main(argv) == 0
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.mp4")) == [
+        "class_00/synth_00000.mp4", "class_01/synth_00001.mp4"]
+    assert read_audio_offset(tmp_path / "class_01" / "synth_00001.mp4") == 0.08
+
+
+def test_config_rejects_bad_offset_and_classes() -> None:
+    with pytest.raises(ValueError, match="audio-offset"):
+        SynthConfig(out=Path("unused"), videos=1, duration=2.0, audio_offset=-2.5)
+    with pytest.raises(ValueError, match="classes"):
+        SynthConfig(out=Path("unused"), videos=1, classes=0)

@@ -66,6 +66,8 @@ class TrainConfig:
     compile: bool = option(False, help="torch.compile the model")
     seed: int = option(0, help="seed of weights, shuffles and pair draws")
     device: str = option("auto", help="auto, cuda or cpu")
+    dist_timeout: float = option(1800.0, help="seconds a rank waits for a silent peer (a frozen node) before the "
+                                              "job fails and torchrun can restart it")
     log_every: int = option(10, help="steps between metric records")
     audit: bool = option(False, help="write audit-rank<r>.jsonl per epoch: sample keys read and a weight checksum")
     plain: bool | None = option(None, help="plain progress lines instead of a bar (automatic without a terminal "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +40,12 @@ def pick_device(requested: str, local_rank: int) -> torch.device:
     return torch.device(requested)
 
 
-def setup(requested_device: str) -> Runtime:
-    """Join the torchrun process group when launched by torchrun; a single process otherwise."""
+def setup(requested_device: str, timeout_s: float = 1800.0) -> Runtime:
+    """Join the torchrun process group when launched by torchrun; a single process otherwise.
+
+    ``timeout_s`` bounds how long a collective waits for a silent peer (a frozen node) before failing, so
+    that torchrun can restart the job (``--max-restarts``).
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -48,7 +53,8 @@ def setup(requested_device: str) -> Runtime:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
+                                timeout=datetime.timedelta(seconds=timeout_s))
     return Runtime(rank, local_rank, world_size, device)
 
 

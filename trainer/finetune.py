@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from torch import nn
 
+from avts import storage
 from avts.atomic import atomic_write_text
 from avts.schema import VIDEO_FPS
 from avts.seeds import stable_int
@@ -55,7 +56,7 @@ class FinetuneResult:
 
 def finetune(cfg: FinetuneConfig, console: Console | None = None) -> FinetuneResult:
     """Fine-tune (or continue with ``cfg.resume``), test, and write ``results.json``."""
-    runtime = distributed.setup(cfg.device)
+    runtime = distributed.setup(cfg.device, cfg.dist_timeout)
     console = console or Console(stderr=True, soft_wrap=True)
     try:
         run = build_finetune_run(cfg, runtime, console)
@@ -192,10 +193,10 @@ def load_backbone(cfg: FinetuneConfig, shards: list[str]) -> Backbone:
     """Random subnets (``--init scratch``) or the subnets of an avts-train checkpoint, with their audio stats."""
     if cfg.init == SCRATCH:
         stats_path = cfg.stats or default_stats_path(shards)
-        if stats_path is None or not Path(stats_path).exists():
+        if stats_path is None or not storage.exists(stats_path):
             raise TrainError("no normalization stats: pass --stats manifests/stats.json (written by avts-ingest)")
         spec = cfg.scratch_spec()
-        return Backbone(build_avts(spec), spec, FeatureStats.load(Path(stats_path)))
+        return Backbone(build_avts(spec), spec, FeatureStats.load(stats_path))
     try:
         content = load_checkpoint(Path(cfg.init))
     except CheckpointError as error:

@@ -30,7 +30,7 @@ class FinetuneConfig:
                                 "FC 512 → FC C (§3.5)")
     classes: Path | None = option(None, help="class list, one name per line (unset: the labels of the training "
                                              "videos in manifests/videos.parquet beside the shards, sorted)")
-    stats: Path | None = option(None, help="feature stats.json for --init scratch (unset: manifests/stats.json "
+    stats: str | None = option(None, help="feature stats.json (path or URL) for --init scratch (unset: manifests/stats.json "
                                            "beside the shards); a checkpoint brings its own")
     epochs: int = option(30, help="epochs (the paper does not say)")
     batch_size: int = option(16, help="clips per GPU/process")
@@ -65,6 +65,8 @@ class FinetuneConfig:
     compile: bool = option(False, help="torch.compile the model")
     seed: int = option(0, help="seed of the head's weights (and of scratch weights), shuffles and augmentation")
     device: str = option("auto", help="auto, cuda or cpu")
+    dist_timeout: float = option(1800.0, help="seconds a rank waits for a silent peer (a frozen node) before the "
+                                              "job fails and torchrun can restart it")
     log_every: int = option(10, help="steps between metric records")
     audit: bool = option(False, help="write audit-rank<r>.jsonl per epoch: sample keys read and a weight checksum")
     plain: bool | None = option(None, help="plain progress lines instead of a bar (automatic without a terminal "

@@ -71,7 +71,7 @@ def plot_run(run_dir: Path) -> list[Path]:
         points = [(r["epoch"] + 1, r[key]) for r in epochs if r.get(key) is not None]
         if points:
             axis.plot(*zip(*points), "o-", label=label)
-    axis.set(xlabel="epoch", ylabel="AVTS accuracy", ylim=(0.4, 1.0), title="AVTS accuracy (τ chosen on validation)")
+    axis.set(xlabel="epoch", ylabel="AVTS accuracy", ylim=(0.4, 1.0), title="AVTS accuracy (τ from the other half of the validation videos)")
     axis.axhline(0.5, color="grey", lw=0.5)
     axis.legend()
     written.append(_save(figure, run_dir / "accuracy.png"))

@@ -184,7 +184,7 @@ class TrainResult:
 
 def train(cfg: TrainConfig, console: Console | None = None) -> TrainResult:
     """Train (or continue training with ``cfg.resume``) and return where the run ended."""
-    runtime = distributed.setup(cfg.device)
+    runtime = distributed.setup(cfg.device, cfg.dist_timeout)
     console = console or Console(stderr=True, soft_wrap=True)
     try:
         run = build_run(cfg, runtime, console)

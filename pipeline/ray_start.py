@@ -1,0 +1,142 @@
+"""Starting Ray for ingest: an embedded local Ray that exposes nothing and dies with us, or a cluster joined
+quickly and with clear errors.
+
+Embedded (no ``--address``), measured with Ray 2.60 (details in ``docker/README.md``):
+
+- every Ray listener binds 127.0.0.1 (by default 10 of 13 listen on all interfaces): set with
+  ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, Ray's switch for a single-machine Ray; ``_node_ip_address``
+  alone changes nothing; no dashboard;
+- token authentication on, with a random token passed in the environment (Ray's default writes a
+  world-readable ``~/.ray/auth_token``);
+- the workers' environment (math libraries limited to their threads) is set before ``ray.init`` rather than
+  as a ``runtime_env`` (which cost ~1 s on the first task);
+- a watchdog process kills this Ray session's processes as soon as the driver dies (a SIGKILLed driver
+  otherwise leaves the dashboard and runtime-env agents running for about a minute, and a rerun races them).
+
+Cluster (``--address`` or ``RAY_ADDRESS``): a TCP check first, so an address where nothing listens fails
+in seconds instead of after Ray's ~14 minutes of retries, and Ray's own retries are bounded; a rejected
+token says how to pass one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+# Bounds on joining a cluster (attempts, and seconds per attempt); Ray's defaults retry for ~14 minutes.
+FAST_CONNECT = {
+    "RAY_gcs_server_port_wait_time_s": "3",
+    "RAY_py_gcs_connect_timeout_s": "5",
+    "RAY_gcs_rpc_server_connect_timeout_s": "2",
+}
+TCP_TIMEOUT_S = 5.0
+
+
+class RayUnreachable(ConnectionError):
+    """The Ray cluster to join cannot be used; the message says why and what to do."""
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set ``values`` in ``os.environ`` for the duration (processes started meanwhile inherit them)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def prepare_environment(address: str | None) -> None:
+    """Settings Ray reads when it is imported, so call this before ``import ray``: an embedded Ray binds
+    loopback and gets a fresh token in the environment (no token file); joining a cluster gets bounded
+    connection retries."""
+    if "ray" in sys.modules:
+        return  # too late: Ray read them already (Ray's defaults then apply)
+    if address:
+        for name, value in FAST_CONNECT.items():
+            os.environ.setdefault(name, value)
+        return
+    os.environ.update(LOOPBACK_ONLY)
+    if not os.environ.get("RAY_AUTH_MODE"):
+        os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)})
+
+
+def start_embedded(ray: Any, cpus: int, worker_env: dict[str, str]) -> subprocess.Popen[bytes] | None:
+    """Start a local Ray bound to loopback that dies with this process; returns the watchdog (stop it after a
+    normal ``ray.shutdown``)."""
+    with environment(worker_env):
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    session = ray._private.worker._global_node.get_session_dir_path()  # private: no public accessor
+    return start_watchdog(session)
+
+
+def start_watchdog(session_dir: str) -> subprocess.Popen[bytes] | None:
+    """Start a detached process that kills this Ray session's processes when this process dies."""
+    if not sys.platform.startswith("linux"):
+        return None
+    command = [sys.executable, "-m", "pipeline.ray_watchdog", str(os.getpid()), os.path.realpath(session_dir)]
+    return subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` (optionally ``ray://``-prefixed or with a bracketed IPv6 host) → ``(host, port)``."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise RayUnreachable(f"Ray address must be auto or HOST:PORT, not {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def check_reachable(address: str, timeout_s: float = TCP_TIMEOUT_S) -> None:
+    """Fail at once, saying why, when nothing answers at ``address``."""
+    host, port = split_address(address)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except socket.gaierror as error:
+        raise RayUnreachable(f"Ray cluster {address}: cannot resolve {host!r} ({error})") from None
+    except ConnectionRefusedError:
+        raise RayUnreachable(
+            f"no Ray cluster at {address}: connection refused (is `ray start --head --port {port}` running there?)"
+        ) from None
+    except TimeoutError:
+        raise RayUnreachable(
+            f"no Ray cluster at {address}: no answer within {timeout_s:.0f} s (host down, or a firewall in between)"
+        ) from None
+    except OSError as error:
+        raise RayUnreachable(f"no Ray cluster at {address}: {error.strerror or error}") from None
+
+
+def join_cluster(ray: Any, address: str, worker_env: dict[str, str]) -> None:
+    """Join a running cluster; the workers get ``worker_env`` through Ray's runtime environment."""
+    if address != "auto":
+        check_reachable(address)
+    try:
+        ray.init(address=address, log_to_driver=False, configure_logging=False, runtime_env={"env_vars": worker_env})
+    except ConnectionError as error:
+        cause = str(error.__cause__ or "")
+        if "InvalidAuthToken" in cause or "Authentication" in cause:
+            raise RayUnreachable(
+                f"the Ray cluster at {address} rejected this driver: set RAY_AUTH_MODE=token and "
+                "the cluster's token (RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN; `ray start --head` "
+                "keeps it in ~/.ray/auth_token on the head)"
+            ) from None
+        lines = [line for line in cause.splitlines() if line.strip()]
+        raise RayUnreachable(f"could not join the Ray cluster at {address}: {lines[-1] if lines else error}") from None

@@ -1,0 +1,188 @@
+"""avts-ingest on Ray: the embedded Ray exposes nothing and dies with its driver; a real two-node cluster on
+this machine shares the work, loses a node mid-run and still gives the same bytes; a wrong address fails fast.
+
+The cluster is made of two ``ray start`` nodes (each its own raylet), with token authentication on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.cli import main
+from tests.conftest import REPO, make_av_clip
+from tests.ray_cluster import LocalRayCluster, free_ports, tree
+
+ARGS = ["--shard-size", "2", "--val-fraction", "0", "--short-side", "64"]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    src = tmp_path_factory.mktemp("ray") / "src"
+    for index in range(16):
+        make_av_clip(src / f"clip{index:02d}.mp4", 3.0, width=96, height=64, seed=index)
+    return src
+
+
+@pytest.fixture(scope="module")
+def reference(clips: Path) -> dict[str, str]:
+    """Shard digests of a run on the local process pool (the engines give the same bytes)."""
+    out = clips.parent / "reference" / "shards"
+    assert main(["--src", str(clips), "--out", str(out), "--engine", "processes", "--workers", "2", *ARGS]) == 0
+    return digests(out)
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(folder.glob("*.tar"))}
+
+
+def listeners(pids: set[int]) -> list[tuple[str, int]]:
+    """(local address, pid) of the listening TCP sockets of ``pids`` (from /proc)."""
+    inodes: dict[str, int] = {}
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:["):
+                    inodes[link[8:-1]] = pid
+        except OSError:
+            continue
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
+                found.append((fields[1].rsplit(":", 1)[0], inodes[fields[9]]))
+    return found
+
+
+def is_loopback(hex_address: str) -> bool:
+    """127.0.0.0/8 or ::1 (or ::ffff:127.x.x.x) in /proc/net's hexadecimal, host byte order."""
+    if len(hex_address) == 8:
+        return bytes.fromhex(hex_address)[::-1][0] == 127
+    words = [bytes.fromhex(hex_address[i:i + 8])[::-1] for i in range(0, 32, 8)]
+    raw = b"".join(words)
+    return raw == bytes(15) + b"\x01" or (raw[:12] == bytes(10) + b"\xff\xff" and raw[12] == 127)
+
+
+HOLD_RAY = """
+import json, os, sys
+from pipeline.config import IngestConfig
+from pipeline.ray_engine import RayEngine
+engine = RayEngine(IngestConfig(src=sys.argv[1], out=sys.argv[2], workers=2), {"OMP_NUM_THREADS": "1"})
+print(json.dumps({name: os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}), flush=True)
+sys.stdin.readline()  # hold Ray up until the test has looked
+engine.close()
+print("closed", flush=True)
+"""
+
+
+def test_embedded_ray_listens_on_loopback_only_with_a_token(clips: Path, tmp_path: Path) -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("RAY_")}
+    driver = subprocess.Popen([sys.executable, "-c", HOLD_RAY, str(clips), str(tmp_path / "shards")], cwd=REPO,
+                              env={**env, "HOME": str(tmp_path)}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    try:
+        auth = json.loads(driver.stdout.readline())
+        ray_processes = tree(driver.pid) - {driver.pid}
+        sockets = listeners(ray_processes)
+        assert len(sockets) >= 5  # gcs, raylet, agents, workers...
+        assert [address for address, _ in sockets if not is_loopback(address)] == []
+        assert auth["RAY_AUTH_MODE"] == "token" and len(auth["RAY_AUTH_TOKEN"]) == 64
+        assert not (tmp_path / ".ray" / "auth_token").exists()  # the token stays in the environment
+        driver.stdin.write("\n")
+        driver.stdin.flush()
+        assert driver.stdout.readline().strip() == "closed"
+        deadline = time.monotonic() + 30
+        while (left := {pid for pid in ray_processes if Path(f"/proc/{pid}").exists()}) \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not left, "Ray processes outlived ray.shutdown"
+        assert driver.wait(timeout=30) == 0
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+
+
+def test_a_killed_driver_takes_its_ray_along(clips: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "CI": "true"}
+    driver = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "--src", str(clips), "--out",
+                               str(tmp_path / "shards"), "--workers", "2", *ARGS], cwd=REPO, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        seen: set[int] = set()
+        while time.monotonic() < deadline and not list((tmp_path / "shards").glob("*.tar")):
+            seen |= tree(driver.pid)
+            assert driver.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.1)
+        seen |= tree(driver.pid)
+        assert any(b"raylet" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in seen if
+                   Path(f"/proc/{pid}").exists()), "no Ray started"
+        os.kill(driver.pid, signal.SIGKILL)  # the driver alone: its Ray must follow
+        driver.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while (left := {pid for pid in seen if Path(f"/proc/{pid}").exists() and pid != driver.pid}) \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not left, f"{len(left)} Ray processes outlived their driver"
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+
+
+def test_an_address_where_no_ray_listens_fails_in_seconds(clips: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    (port,) = free_ports(1)
+    started = time.monotonic()
+    status = main(["--src", str(clips), "--out", str(tmp_path / "shards"), "--address", f"127.0.0.1:{port}", *ARGS])
+    assert status == 1 and time.monotonic() - started < 30
+    assert f"no Ray cluster at 127.0.0.1:{port}: connection refused" in " ".join(capsys.readouterr().err.split())
+
+
+def ingest_on(cluster: LocalRayCluster, clips: Path, out: Path) -> subprocess.Popen[str]:
+    """avts-ingest joining the cluster (a separate driver process with the cluster's token)."""
+    command = [sys.executable, "-m", "pipeline.cli", "--src", str(clips), "--out", str(out), "--address",
+               cluster.address, "--workers", "2", *ARGS]
+    return subprocess.Popen(command, cwd=REPO, env={**cluster.env, "CI": "true"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.slow
+def test_a_two_node_cluster_shares_the_work_and_survives_losing_a_node(clips: Path, reference: dict[str, str],
+                                                                       tmp_path_factory: pytest.TempPathFactory
+                                                                       ) -> None:
+    base = Path(f"/tmp/avts-rc{os.getpid()}")  # short: Ray's socket paths are limited to 107 bytes
+    work = tmp_path_factory.mktemp("cluster")
+    with LocalRayCluster(base) as cluster:
+        cluster.start("head", cpus=1)
+        second = cluster.start("second", cpus=1, resources={"second": 1})
+
+        both = ingest_on(cluster, clips, work / "both" / "shards")
+        output, _ = both.communicate(timeout=600)
+        assert both.returncode == 0, output[-3000:]
+        shards = pd.read_parquet(work / "both" / "manifests" / "shards.parquet")
+        assert shards.node.nunique() == 2, shards[["shard", "node"]]  # both nodes wrote shards
+        assert digests(work / "both" / "shards") == reference
+
+        faulty = ingest_on(cluster, clips, work / "faulty" / "shards")
+        deadline = time.monotonic() + 300
+        while not list((work / "faulty" / "shards").glob("*.tar")):
+            assert faulty.poll() is None, "the run ended before the node could be lost"
+            assert time.monotonic() < deadline, "no shard appeared"
+            time.sleep(0.05)
+        cluster.kill(second)  # while shards are in flight
+        output, _ = faulty.communicate(timeout=600)
+        assert faulty.returncode == 0, output[-3000:]
+        assert digests(work / "faulty" / "shards") == reference  # finished on the head, the same bytes
+        videos = pd.read_parquet(work / "faulty" / "manifests" / "videos.parquet")
+        assert (videos.status == "ok").all()

@@ -1,0 +1,109 @@
+"""`avts-sync`: audio–video offset of video files with a trained AVTS model (see :mod:`trainer.downstream.sync`).
+
+    avts-sync talk.mp4 --checkpoint runs/k/checkpoints/last.pt
+    avts-sync clips/*.mp4 --checkpoint last.pt --range 1.0 --json > offsets.json
+
+Positive offset: the audio lags the video. Writes ``<out>/sync.json`` and one ``<out>/<video>.png`` curve per
+file. Exit status: 0 when at least one file was measured, 1 when none was (each file's reason is in the JSON),
+2 for bad flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from avts.atomic import atomic_write_text
+from avts.config_cli import add_config_arguments, config_from_args
+from avts.progress import CountProgress
+from trainer.downstream.avts_eval import EvalError, input_settings, load_model, pick_device
+from trainer.downstream.sync import SIGN_CONVENTION, SyncConfig, SyncError, plot_curve, sync_file
+
+
+def parse_args(argv: list[str] | None) -> SyncConfig:
+    """Command-line flags → :class:`SyncConfig` (the videos are positional, the rest one flag per field)."""
+    parser = argparse.ArgumentParser(
+        prog="avts-sync",
+        description="Find the audio-video offset of video files with a trained AVTS model: distances between "
+                    "1-s video windows and audio windows shifted over ±range, combined over the file; positive "
+                    "offset = the audio lags the video.")
+    parser.add_argument("videos", nargs="+", type=Path, metavar="VIDEO", help="video files")
+    add_config_arguments(parser, SyncConfig)
+    args = parser.parse_args(argv)
+    return config_from_args(SyncConfig, args, parser, videos=tuple(args.videos))
+
+
+def unique_plot_path(folder: Path, video: Path, taken: set[str]) -> Path:
+    """``<folder>/<video stem>.png``, numbered when two videos share a stem."""
+    name, number = f"{video.stem}.png", 1
+    while name in taken:
+        number += 1
+        name = f"{video.stem}-{number}.png"
+    taken.add(name)
+    return folder / name
+
+
+def results_table(files: list[dict[str, Any]]) -> Table:
+    """One row per file: offset, confidence, windows, or the reason it failed."""
+    table = Table(title="audio-video offsets", caption=SIGN_CONVENTION)
+    for column in ("file", "offset s", "frames", "confidence", "agreement", "windows", "note"):
+        table.add_column(column, justify="left" if column in ("file", "note") else "right")
+    for row in files:
+        name = Path(row["path"]).name
+        if row["ok"]:
+            table.add_row(name, f"{row['offset_s']:+.2f}", f"{row['offset_frames']:+.2f}", f"{row['confidence']:.3f}",
+                          f"{row['window_agreement']:.2f}", str(row["windows"]), row["note"] or "")
+        else:
+            table.add_row(name, "-", "-", "-", "-", "-", f"[red]{row['error']}")
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `avts-sync`; returns the exit status."""
+    config = parse_args(argv)
+    console = Console(stderr=True)
+    started = time.monotonic()
+    device = pick_device(config.device)
+    try:
+        trained = load_model(config.checkpoint, device)
+    except EvalError as error:
+        console.print(f"[bold red]avts-sync: {error}")
+        return 1
+    settings = input_settings(trained, device)
+    files: list[dict[str, Any]] = []
+    taken: set[str] = set()
+    with CountProgress("syncing", len(config.videos), "files", console=console) as bar:
+        for video in config.videos:
+            try:
+                result = sync_file(trained.model, video, settings, config, device)
+            except SyncError as error:
+                files.append({"ok": False, "path": str(video), "error": str(error)})
+                bar.advance(1, failed=1)
+                continue
+            result.plot = str(plot_curve(result, unique_plot_path(config.out, video, taken)))
+            files.append(result.to_dict())
+            bar.advance(1)
+    measured = sum(row["ok"] for row in files)
+    report = {"checkpoint": str(config.checkpoint), "sign_convention": SIGN_CONVENTION, "range_s": config.range,
+              "step_s": config.step, "hop_s": config.hop, "aggregate": config.aggregate,
+              "short_side": config.short_side, "files": files,
+              "summary": {"files": len(files), "measured": measured, "failed": len(files) - measured}}
+    text = json.dumps(report, indent=2)
+    atomic_write_text(config.out / "sync.json", text)
+    if config.json:
+        print(text)
+    (console if config.json else Console()).print(results_table(files))
+    console.print(f"{measured}/{len(files)} files measured in {time.monotonic() - started:.1f} s; results in "
+                  f"{config.out / 'sync.json'}", highlight=False)
+    return 0 if measured else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
