@@ -56,10 +56,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_type: type, ski
         if field.name in skip or "help" not in field.metadata or not field.metadata["cli"]:
             continue
         kind = _without_none(hints[field.name])
-        required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
-        default = None if required else (field.default if field.default is not dataclasses.MISSING
-                                         else field.default_factory())  # type: ignore[misc]
-        shown = not required and field.default_factory is dataclasses.MISSING and default not in (None, False)
+        factory = field.default_factory if callable(field.default_factory) else None
+        required = field.default is dataclasses.MISSING and factory is None
+        default = factory() if factory is not None else None if required else field.default
+        shown = not required and factory is None and default not in (None, False)
         help_text = field.metadata["help"] + (f" (default: {_default_text(default)})" if shown else "")
         common: dict[str, Any] = {"dest": field.name, "help": help_text}
         if kind is bool:

@@ -7,7 +7,7 @@ from rich.markup import escape
 
 # Errors a user can act on, whatever the tool: a path or object that is not there, no permission (local or
 # object-store credentials), an endpoint that cannot be reached, a missing optional package (e.g. s3fs).
-USER_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, PermissionError, ConnectionError, ImportError)
+USER_ERRORS = (FileNotFoundError, PermissionError, ConnectionError, ImportError)
 
 
 def error_console() -> Console:

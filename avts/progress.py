@@ -16,6 +16,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -44,9 +45,9 @@ class CountProgress:
         self._started = time.monotonic()
         self._last_line = 0.0
         self._progress: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
 
-    def __enter__(self) -> "CountProgress":
+    def __enter__(self) -> CountProgress:
         self._started = time.monotonic()
         if not self.plain:
             self._progress = Progress(
@@ -68,7 +69,7 @@ class CountProgress:
         self.done += done
         self.failed += failed
         rate = (self.done - self._done_before) / max(time.monotonic() - self._started, 1e-9)
-        if self._progress is not None:
+        if self._progress is not None and self._task is not None:
             self._progress.update(self._task, completed=self.done, failed=self.failed,
                                   rate=f"{rate:.1f} {self.unit}/s")
         elif time.monotonic() - self._last_line >= self.every_s or self.done >= self.total:
@@ -92,10 +93,10 @@ class StepProgress:
         self.plain = use_plain_lines(console, plain)
         self.every_s = every_s
         self._progress: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
         self._last_line = 0.0
 
-    def __enter__(self) -> "StepProgress":
+    def __enter__(self) -> StepProgress:
         if self.enabled and not self.plain:
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
@@ -109,7 +110,7 @@ class StepProgress:
         """Show the latest step, loss and throughput."""
         if not self.enabled:
             return
-        if self._progress is not None:
+        if self._progress is not None and self._task is not None:
             self._progress.update(self._task, completed=step, loss=f"{loss:.4f}", rate=f"{clips_per_s:.1f}")
         elif time.monotonic() - self._last_line >= self.every_s:
             self._last_line = time.monotonic()

@@ -84,7 +84,7 @@ class SampleMeta:
     audible: bool = True  # False: no audio stream or only silence (kept for video-only use); features are silence
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SampleMeta":
+    def from_dict(cls, data: dict[str, Any]) -> SampleMeta:
         """Build from a decoded JSON dict, ignoring fields a newer writer may have added."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})

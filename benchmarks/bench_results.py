@@ -2,24 +2,83 @@
 
 from __future__ import annotations
 
-import datetime
 import os
 import platform
 import re
+import shutil
+import subprocess
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 
-def machine_line() -> str:
-    """CPU model, core count, OS and date, for the record."""
-    model = platform.processor() or "unknown CPU"
+def cpu_model() -> str:
+    """The CPU model name."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, {datetime.date.today()}"
+    return platform.processor() or platform.machine()
+
+
+def physical_cores() -> int | None:
+    """Physical cores (None when /proc/cpuinfo does not say)."""
+    try:
+        pairs, physical, core = set(), None, None
+        for line in [*Path("/proc/cpuinfo").read_text().splitlines(), ""]:
+            if line.startswith("physical id"):
+                physical = line.split(":", 1)[1].strip()
+            elif line.startswith("core id"):
+                core = line.split(":", 1)[1].strip()
+            elif not line.strip():
+                if core is not None:
+                    pairs.add((physical, core))
+                physical, core = None, None
+        return len(pairs) or None
+    except OSError:
+        return None
+
+
+def busy_fraction(seconds: float = 2.0) -> float | None:
+    """Share of all CPUs busy (not idle or waiting on I/O) over ``seconds``, from /proc/stat."""
+    def sample() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return sum(values[:8]), values[3] + values[4]  # user..steal; idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+def machine_line() -> str:
+    """CPU, cores, memory, OS, Python, PyAV and ffmpeg versions and the time, for the record."""
+    import av
+
+    logical = os.cpu_count()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else logical
+    physical = physical_cores()
+    memory = ""
+    try:
+        kib = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+        memory = f", {kib / 2**20:.0f} GiB RAM"
+    except (OSError, AttributeError):
+        pass
+    cli = "not installed"
+    if shutil.which("ffmpeg"):
+        first = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.splitlines()
+        cli = first[0].split(" Copyright")[0].replace("ffmpeg version ", "") if first else "unknown"
+    libav = av.library_versions.get("libavcodec", ())
+    return (f"{cpu_model()}, {logical} logical CPUs ({usable} usable"
+            f"{f', {physical} physical cores' if physical else ''}){memory}; {platform.platform()}; "
+            f"Python {platform.python_version()}; PyAV {av.__version__} (libavcodec "
+            f"{'.'.join(map(str, libav))}); ffmpeg CLI {cli}; "
+            f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
 
 
 def write_section(path: Path, title: str, body: str) -> None:
@@ -27,8 +86,5 @@ def write_section(path: Path, title: str, body: str) -> None:
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     section = f"## {title}\n\n{body.strip()}\n"
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text)
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text)
+    found = pattern.search(text)
+    path.write_text(pattern.sub(lambda _: section + "\n", text) if found else text.rstrip() + "\n\n" + section)

@@ -24,6 +24,7 @@ import numpy as np
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 from bench_results import machine_line, write_section  # noqa: E402
+
 from pipeline.video import short_side_scale, x264_options  # noqa: E402
 
 SECONDS = 10

@@ -7,8 +7,9 @@ Usage (from the repository root)::
     python benchmarks/ingest_bench.py --workdir /tmp/bench --inputs /tmp/bench/inputs --workers-list 1,8,16
 
 Inputs are Kinetics-like clips (10 s, 340×256, 25 fps, H.264 yuv420p + AAC stereo 44.1 kHz) cut with the
-ffmpeg command line from the real clips in ``/work/shared/data/real_clips`` (those with non-silent audio and
-at least 10 s; each output clip uses another start offset, looping the source where needed), or ready clips
+ffmpeg command line from the real clips in ``../shared/data/real_clips`` (or ``$AVTS_SHARED_DATA/real_clips``;
+those with non-silent audio and at least 10 s; each output clip uses another start offset, looping the source
+where needed), or ready clips
 from ``--inputs DIR``. With ``--inputs`` the benchmark runs without the ffmpeg command line: the baselines
 that need it are then skipped and the report says so.
 
@@ -34,7 +35,6 @@ import argparse
 import io
 import math
 import os
-import platform
 import re
 import resource
 import shlex
@@ -44,19 +44,19 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
-DEFAULT_SOURCES = Path("/work/shared/data/real_clips")
+from bench_results import busy_fraction, machine_line, write_section  # noqa: E402
+
+DEFAULT_SOURCES = Path(os.environ.get("AVTS_SHARED_DATA") or REPO.parent / "shared" / "data") / "real_clips"
 CLIP_SECONDS = 10.0
 CLIP_WIDTH, CLIP_HEIGHT, CLIP_FPS = 340, 256, 25
 OFFSET_STEP_S = 3.3  # start offset between successive clips cut from the same source
 MIN_MEAN_VOLUME_DB = -60.0  # sources quieter than this (e.g. digitally silent audio) are not used
-RATIO_GOAL = 1.2
+RATIO_GOAL = 1.0  # issue 10: at most the ffmpeg CLI doing the same work, Ray start-up included
 EFFICIENCY_GOAL = 0.85
 CLIP_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi")
 
@@ -344,72 +344,6 @@ def warm_page_cache(clips: list[Path]) -> int:
 # ----------------------------------------------------------------------------------------- reporting
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def physical_cores() -> int | None:
-    try:
-        pairs, physical, core = set(), None, None
-        for line in Path("/proc/cpuinfo").read_text().splitlines() + [""]:
-            if line.startswith("physical id"):
-                physical = line.split(":", 1)[1].strip()
-            elif line.startswith("core id"):
-                core = line.split(":", 1)[1].strip()
-            elif not line.strip():
-                if core is not None:
-                    pairs.add((physical, core))
-                physical, core = None, None
-        return len(pairs) or None
-    except OSError:
-        return None
-
-
-def busy_fraction(seconds: float = 2.0) -> float | None:
-    """Share of all CPUs busy (not idle or waiting on I/O) over ``seconds``, from /proc/stat."""
-    def sample() -> tuple[int, int]:
-        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        return sum(values[:8]), values[3] + values[4]  # user..steal; idle + iowait
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    return 1 - (idle1 - idle0) / max(1, total1 - total0)
-
-
-def machine_line() -> str:
-    import av
-
-    logical = os.cpu_count()
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else logical
-    physical = physical_cores()
-    memory = ""
-    try:
-        kib = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
-        memory = f", {kib / 2**20:.0f} GiB RAM"
-    except (OSError, AttributeError):
-        pass
-    cli = "not installed"
-    if shutil.which("ffmpeg"):
-        first = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.splitlines()
-        cli = first[0].split(" Copyright")[0].replace("ffmpeg version ", "") if first else "unknown"
-    libav = av.library_versions.get("libavcodec", ())
-    return (f"Machine: {cpu_model()}, {logical} logical CPUs ({usable} usable"
-            f"{f', {physical} physical cores' if physical else ''}){memory}; {platform.platform()}; "
-            f"Python {platform.python_version()}; PyAV {av.__version__} (libavcodec "
-            f"{'.'.join(map(str, libav))}); ffmpeg CLI {cli}; "
-            f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}.")
-
-
 def fmt(value: float | None, digits: int = 2, suffix: str = "", missing: str = "n/a") -> str:
     return missing if value is None or (isinstance(value, float) and math.isnan(value)) else \
         f"{value:.{digits}f}{suffix}"
@@ -470,24 +404,6 @@ def detail_table(report: Report) -> str:
     return "\n".join(rows)
 
 
-def write_section(results: Path, title: str, body: str) -> None:
-    """Replace the ``## <title>`` section of ``results`` with ``body``, or append it."""
-    heading = f"## {title}"
-    text = results.read_text() if results.exists() else "# AVTS benchmarks\n"
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == heading), None)
-    section = [heading, "", *body.rstrip("\n").splitlines(), ""]
-    if start is None:
-        while lines and not lines[-1].strip():
-            lines.pop()
-        lines += ["", *section]
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines[start:end] = section
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text("\n".join(lines).rstrip("\n") + "\n")
-
-
 # --------------------------------------------------------------------------------------------- main
 
 
@@ -499,8 +415,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "--inputs)")
     parser.add_argument("--videos", type=int, default=16, help="number of clips (default 16)")
     parser.add_argument("--workers-list", default="1,2", help="worker counts, comma-separated (default 1,2)")
-    parser.add_argument("--engine", choices=("processes", "ray"), default="processes",
-                        help="distributor engine of the ingest (default processes)")
+    parser.add_argument("--engine", choices=("processes", "ray"), default="ray",
+                        help="distributor engine of the ingest (default ray, as avts-ingest; its start-up is timed)")
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "RESULTS.md"),
                         help="markdown file whose `## Ingest` section is written (default "
                              "benchmarks/RESULTS.md); pass '' to write none")
@@ -513,8 +429,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sources", type=Path, default=DEFAULT_SOURCES,
                         help=f"real clips to cut the inputs from (default {DEFAULT_SOURCES})")
     parser.add_argument("--shard-size", type=int, default=None,
-                        help="videos per shard (default: videos / (4 × max workers), at least 1, so every "
-                             "worker gets several tasks)")
+                        help="videos per shard (default: avts-ingest's; work is handed out per video, so the shard "
+                             "count does not limit parallelism)")
     parser.add_argument("--no-diagnostics", action="store_true",
                         help="skip the diagnostic runs (in-process transcode loop, worker import time)")
     parser.add_argument("--repeats", type=int, default=1, help="time each run this many times, keep the best")
@@ -553,12 +469,12 @@ def main(argv: list[str] | None = None) -> int:
         clips = replicate(clips, args.videos, workdir / "replicas")
     clips = clips[:args.videos]
 
-    from pipeline.config import IngestConfig  # noqa: F401 - import the library before any timing
+    from pipeline.config import IngestConfig  # import the library before any timing
     from pipeline.ingest import run_ingest  # noqa: F401
 
     video_s = sum(clip_duration_s(c) for c in clips)
     report = Report(clips=len(clips), video_s=video_s)
-    shard_size = args.shard_size or max(1, len(clips) // (4 * max(args.workers)))
+    shard_size = args.shard_size or IngestConfig.__dataclass_fields__["shard_size"].default
     defaults = ingest_config(inputs_dir, workdir, 1, args.engine, shard_size)
     src = link_sources(clips, workdir / "src")
     log(f"{len(clips)} clips, {video_s:.1f} s of video, {sum(c.stat().st_size for c in clips) / 2**20:.1f} MiB; "
@@ -585,25 +501,27 @@ def main(argv: list[str] | None = None) -> int:
     if not have_cli:
         report.notes.append("The ffmpeg command line is not installed on this machine (`shutil.which('ffmpeg')` "
                             "is None): the floor and the CLI baselines were **skipped**; only ours was timed.")
-    for repeat in range(args.repeats):
+    for _ in range(args.repeats):
         if have_cli:
             out = fresh_dir(workdir / "cli_out")
             report.timings.append(timed("cli-default-threads", None,
-                                        lambda: run_commands(cli_commands(clips, out, False, defaults), 1)))
+                                        lambda out=out: run_commands(cli_commands(clips, out, False, defaults), 1)))
             log(f"CLI default threads, 1 at a time: {report.timings[-1].wall_s:.2f} s")
         for workers in args.workers:
             if have_cli:
                 report.timings.append(timed("floor", workers,
-                                            lambda: run_commands([floor_command(c) for c in clips], workers)))
+                                            lambda workers=workers: run_commands([floor_command(c) for c in clips],
+                                                                                 workers)))
                 log(f"floor W={workers}: {report.timings[-1].wall_s:.2f} s")
                 out = fresh_dir(workdir / "cli_out")
                 report.timings.append(timed("cli-1-thread", workers,
-                                            lambda: run_commands(cli_commands(clips, out, True, defaults),
-                                                                 workers)))
+                                            lambda out=out, workers=workers: run_commands(
+                                                cli_commands(clips, out, True, defaults), workers)))
                 log(f"CLI W={workers} × 1 thread: {report.timings[-1].wall_s:.2f} s")
             config = ingest_config(src, workdir / f"ours_w{workers}", workers, args.engine, shard_size)
             holder = {}
-            timing = timed("ours", workers, lambda: holder.setdefault("summary", run_ours(config)),
+            timing = timed("ours", workers,
+                           lambda holder=holder, config=config: holder.setdefault("summary", run_ours(config)),
                            note=f" ({args.engine})")
             if args.engine == "ray":
                 timing.cpu_s = None  # Ray's workers are not children of this process: their CPU is not seen
@@ -637,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     if 1 not in args.workers:
         report.notes.append("1 worker was not in --workers-list: no speedup or scaling efficiency.")
     body = "\n".join([
-        machine_line(),
+        f"Machine: {machine_line()}.",
         "",
         f"Command: `{command}`",
         "",

@@ -34,14 +34,15 @@ from torch.utils.data import DataLoader, Dataset
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 from bench_results import machine_line, write_section  # noqa: E402
-from pipeline.audio import AudioCollector, log_filterbank  # noqa: E402
+
 from avts.schema import FEATURES_PER_FRAME, VIDEO_FPS  # noqa: E402
+from pipeline.audio import AudioCollector, log_filterbank  # noqa: E402
 from trainer.augment import AudioNormalizer  # noqa: E402
 from trainer.data import Batch, Example, LoaderSpec, audio_context, build_loader, collate, square_crop  # noqa: E402
 from trainer.models import AVTSModel, ModelSpec, build_avts  # noqa: E402
 from trainer.optim import build_optimizer  # noqa: E402
-from trainer.step import InputSettings, training_step  # noqa: E402
 from trainer.sampler import NegativeMix, PairSampler  # noqa: E402
+from trainer.step import InputSettings, training_step  # noqa: E402
 
 MIX = NegativeMix(easy=0.75, hard=0.25)
 
@@ -185,14 +186,14 @@ def stage_times(setup: Setup, batches, steps: int = 10) -> dict[str, float]:
         marks.append(time.perf_counter())
         on_device = batch.to(setup.device)
 
-        def mark() -> None:
+        def mark(marks: list[float] = marks) -> None:
             synchronize(setup.device)
             marks.append(time.perf_counter())
 
         mark()
         train_step(setup, on_device, mark)
         if step >= 2:
-            for name, begin, end in zip(totals, marks, marks[1:]):
+            for name, begin, end in zip(totals, marks, marks[1:], strict=False):
                 totals[name] += (end - begin) * 1000 / steps
     return totals
 

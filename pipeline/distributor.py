@@ -98,14 +98,14 @@ def distribute(jobs: list[ShardJob], engine: Engine, in_flight: int) -> Iterator
                 job = writes.pop(handle)
                 try:
                     yield ShardDone(job, engine.shard_outcome(handle))
-                except Exception as error:  # noqa: BLE001 - reported per shard, the run goes on
+                except Exception as error:
                     yield ShardDone(job, None, error)
                 continue
             job, index = videos.pop(handle)
             shard = shards[job.name]
             try:
                 report, piece = engine.video_outcome(handle)
-            except Exception as error:  # noqa: BLE001 - the worker kept dying on this video
+            except Exception as error:
                 report, piece = crashed_report(job.items[index], error), None
             shard.reports[index] = report
             if report.row.status == OK:

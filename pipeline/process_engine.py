@@ -8,6 +8,7 @@ orphans to race its rerun.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing
 import os
@@ -51,11 +52,11 @@ def _worker_main(connection: Connection, parent_pid: int) -> None:
         task_id, function, args = message
         try:
             outcome = (task_id, True, function(*args))
-        except Exception as error:  # noqa: BLE001 - sent back to the driver
+        except Exception as error:
             outcome = (task_id, False, error)
         try:
             connection.send(outcome)
-        except Exception as error:  # noqa: BLE001 - e.g. an exception that cannot be pickled
+        except Exception as error:
             connection.send((task_id, False, RuntimeError(f"{type(error).__name__}: {error}")))
 
 
@@ -120,7 +121,7 @@ class ProcessEngine:
     def wait(self, handles: list[Hashable]) -> list[Hashable]:
         """Block until one of ``handles`` has finished."""
         while True:
-            ready = [handle for handle in handles if handle in self._finished]
+            ready: list[Hashable] = [handle for handle in handles if handle in self._finished]
             if ready:
                 return ready
             busy = [worker for worker in self._workers if worker.task is not None]
@@ -137,10 +138,8 @@ class ProcessEngine:
     def close(self) -> None:
         """Stop every worker (they also die on their own if this process dies)."""
         for worker in self._workers:
-            try:
+            with contextlib.suppress(OSError):  # a worker that died meanwhile
                 worker.connection.send(None)
-            except OSError:
-                pass
         for worker in self._workers:
             worker.process.join(timeout=5)
             if worker.process.is_alive():

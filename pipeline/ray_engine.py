@@ -36,7 +36,7 @@ class RayEngine:
         except ImportError as error:
             raise ImportError("Ray is not installed: `pip install 'ray[default]'`, or use --engine processes") \
                 from error
-        self._ray = ray
+        self._ray: Any = ray  # untyped use: Ray's stubs do not know handles are ObjectRefs
         self._started_here = not ray.is_initialized()
         self._watchdog: subprocess.Popen[bytes] | None = None
         if self._started_here:
@@ -44,7 +44,7 @@ class RayEngine:
                 join_cluster(ray, address, env)
             else:
                 self._watchdog = start_embedded(ray, config.workers * config.threads_per_worker, env)
-        self._transcode = ray.remote(num_cpus=config.threads_per_worker, max_retries=config.task_retries,
+        self._transcode: Any = ray.remote(num_cpus=config.threads_per_worker, max_retries=config.task_retries,
                                      num_returns=2)(transcode_split)
         # writers spread over the nodes (their I/O too); they need no core of their own
         self._write = ray.remote(num_cpus=0, max_retries=config.task_retries, scheduling_strategy="SPREAD")(write_shard)

@@ -48,7 +48,7 @@ def transcode_video(item: VideoItem, settings: EncodeSettings) -> VideoResult:
     except MediaError as error:
         return VideoResult(VideoReport(video_row(item, FAILED, source=error.source, reason=error.reason,
                                                  detail=error.detail, decode_errors=error.decode_errors), None), None)
-    except Exception as error:  # noqa: BLE001 - one bad video must never fail the job
+    except Exception as error:
         return VideoResult(VideoReport(video_row(item, FAILED, reason="internal error",
                                                  detail=f"{type(error).__name__}: {error}"), None), None)
     moments = fbank_moments(done.sample.fbank) if item.stats_rank is not None else None

@@ -21,8 +21,7 @@ from typing import Any
 import av
 import numpy as np
 
-from avts.schema import (AUDIO_SAMPLE_RATE, FBANK_DTYPE, FBANK_FILTERS, VIDEO_FPS, Sample, SampleMeta,
-                         feature_frames_for)
+from avts.schema import AUDIO_SAMPLE_RATE, FBANK_DTYPE, FBANK_FILTERS, VIDEO_FPS, Sample, SampleMeta, feature_frames_for
 from pipeline.audio import AudioResult, AudioTimingError, AudioTrack, silent_features
 from pipeline.config import EncodeSettings
 from pipeline.discover import VideoItem

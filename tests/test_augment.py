@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.augment import AudioNormalizer, VIDEO_MEAN, VIDEO_STD, crop_grids, video_input, yuv_to_rgb
+from trainer.augment import VIDEO_MEAN, VIDEO_STD, AudioNormalizer, crop_grids, video_input, yuv_to_rgb
 from trainer.clip_decode import split_planes
 
 

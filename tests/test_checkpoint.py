@@ -9,8 +9,15 @@ import torch
 from rich.console import Console
 
 from avts.stats import FeatureStats
-from trainer.checkpoint import (CheckpointError, candidates, load_checkpoint, load_resumable, load_trained,
-                                save_checkpoint, weights_are_finite)
+from trainer.checkpoint import (
+    CheckpointError,
+    candidates,
+    load_checkpoint,
+    load_resumable,
+    load_trained,
+    save_checkpoint,
+    weights_are_finite,
+)
 from trainer.models import ModelSpec, build_avts
 
 SPEC = ModelSpec(arch="mc2", width=4, audio_width=4, embed_dim=8)
@@ -23,7 +30,7 @@ def content(model: torch.nn.Module, epoch: int) -> dict:
 
 
 def quiet() -> Console:
-    return Console(file=open("/dev/null", "w"))  # noqa: SIM115 - closed with the test process
+    return Console(file=open("/dev/null", "w"))
 
 
 def test_round_trip_and_epoch_copies(tmp_path: Path) -> None:

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.discover import (find_files, label_of, plan_shards, split_of, stats_order, stats_subset_size,
-                               video_key)
 from avts.schema import TRAIN, VAL
+from pipeline.discover import find_files, label_of, plan_shards, split_of, stats_order, stats_subset_size, video_key
 
 SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 AWKWARD = [
@@ -44,7 +43,7 @@ def test_keys_are_stable_across_versions() -> None:
 def test_keys_are_unique_and_webdataset_safe() -> None:
     keys = [video_key(p) for p in AWKWARD]
     assert len(set(keys)) == len(AWKWARD)  # also where the readable stems collide (a b, a_b, a.b, a/b ...)
-    for relpath, key in zip(AWKWARD, keys):
+    for relpath, key in zip(AWKWARD, keys, strict=True):
         assert SAFE_KEY.match(key), (relpath, key)  # no dots (extension separator), no slashes, ASCII only
         assert len(key) <= 80 + 11, (relpath, len(key))
 

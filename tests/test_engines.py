@@ -68,7 +68,7 @@ def finish(engine: ProcessEngine, handles: list[Hashable]) -> dict[Hashable, Any
             pending.remove(handle)
             try:
                 outcomes[handle] = engine._take(handle)
-            except Exception as error:  # noqa: BLE001 - compared below
+            except Exception as error:
                 outcomes[handle] = error
     return outcomes
 

@@ -142,7 +142,7 @@ def test_a_full_disk_is_a_clear_message_and_leaves_no_temporary_files(
     monkeypatch.setattr("pipeline.ingest.write_tables", full)
     config = IngestConfig(src=clips, out=out, engine="processes", workers=1, shard_size=2, val_fraction=0.0,
                           short_side=64)
-    with pytest.raises(IngestError, match="no space left on device .*videos.parquet.*rerun"):
+    with pytest.raises(IngestError, match=r"no space left on device .*videos\.parquet.*rerun"):
         run_ingest(config, Console(file=open(os.devnull, "w")))  # noqa: SIM115
     names = {p.name for p in out.iterdir()} | {p.name for p in (tmp_path / "manifests" / "parts").iterdir()}
     assert not [name for name in names if ".tmp-" in name]

@@ -121,7 +121,7 @@ def test_torchrun_two_ranks_split_samples_and_agree_on_weights(train_shards: Pat
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = audit(out, 0), audit(out, 1)
     assert len(rank0) == len(rank1) == 2
-    for first, second in zip(rank0, rank1):
+    for first, second in zip(rank0, rank1, strict=True):
         assert first["steps"] == second["steps"] > 0  # equal step counts, no hang
         assert not set(first["keys"]) & set(second["keys"])  # disjoint samples
         assert len(set(first["keys"])) == len(first["keys"])  # nothing read twice in an epoch

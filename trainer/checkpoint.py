@@ -45,7 +45,7 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
         content = torch.load(path, map_location=device, weights_only=False)
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path}") from None
-    except Exception as error:  # noqa: BLE001 - truncated, corrupt or not a torch file
+    except Exception as error:
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(error).__name__}: {error})") from None
     if not isinstance(content, dict) or content.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an AVTS checkpoint of format {FORMAT}")

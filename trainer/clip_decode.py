@@ -23,11 +23,13 @@ def decode_clip(video: bytes, start: int, frames: int) -> np.ndarray:
         stream = container.streams.video[0]
         stream.codec_context.thread_count = 1
         time_base = stream.time_base
+        if time_base is None:
+            raise ValueError("the stored video stream has no time base")
         origin = stream.start_time or 0
         container.seek(origin + int(start / VIDEO_FPS / time_base), stream=stream, backward=True)
         out: list[np.ndarray] = []
         for frame in container.decode(stream):
-            index = round((frame.pts - origin) * time_base * VIDEO_FPS)
+            index = round(((frame.pts or 0) - origin) * time_base * VIDEO_FPS)
             if index < start:
                 continue
             out.append(frame.to_ndarray(format="yuv420p"))

@@ -8,6 +8,7 @@ at and the :class:`~trainer.sampler.NegativeMix` it uses, written on the command
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, fields
 
 from trainer.sampler import NegativeMix
@@ -56,7 +57,7 @@ class Curriculum:
         if self.stages[0].start_epoch != 0:
             raise ValueError(f"the first stage must start at epoch 0, not {self.stages[0].start_epoch}")
         starts = [stage.start_epoch for stage in self.stages]
-        if any(later <= earlier for earlier, later in zip(starts, starts[1:])):
+        if any(later <= earlier for earlier, later in itertools.pairwise(starts)):
             raise ValueError(f"stage start epochs must be strictly increasing, got {starts}")
 
     def stage_at(self, epoch: int) -> int:
@@ -74,7 +75,7 @@ class Curriculum:
         return ";".join(f"{stage.start_epoch}:{_format_mix(stage.mix)}" for stage in self.stages)
 
     @classmethod
-    def paper_default(cls, epochs: int) -> "Curriculum":
+    def paper_default(cls, epochs: int) -> Curriculum:
         """The paper's schedule scaled to ``epochs``: easy only, then 75% easy / 25% hard.
 
         The switch comes at 0-based epoch ``round(epochs * 50 / 90)``: epoch 50 of 90, as in the paper.
@@ -89,7 +90,7 @@ class Curriculum:
         )
 
     @classmethod
-    def parse(cls, text: str) -> "Curriculum":
+    def parse(cls, text: str) -> Curriculum:
         """Read ``"EPOCH:KIND=FRACTION,...;EPOCH:..."``, e.g. ``"0:easy=1;50:easy=0.75,hard=0.25"``.
 
         KIND is ``easy``, ``hard`` or ``super_hard``; kinds left out get 0; epochs are 0-based.

@@ -64,11 +64,11 @@ class Batch:
     worker: int
     labels: list[str | None] = field(default_factory=list)  # per row, as in the sample metadata
 
-    def pin_memory(self) -> "Batch":
+    def pin_memory(self) -> Batch:
         """Pin the tensors so host→device copies can be asynchronous (called by the DataLoader)."""
         return replace(self, **{name: getattr(self, name).pin_memory() for name in TENSOR_FIELDS})
 
-    def to(self, device: torch.device) -> "Batch":
+    def to(self, device: torch.device) -> Batch:
         """The same batch on ``device`` (asynchronous copies from pinned memory)."""
         return replace(self, **{name: getattr(self, name).to(device, non_blocking=True) for name in TENSOR_FIELDS})
 
@@ -209,7 +209,7 @@ def expand_examples(spec: LoaderSpec, epoch: int) -> Callable[[Iterable[dict]], 
         for raw in source:
             try:
                 yield from to_examples(raw, spec, epoch)
-            except Exception as error:  # noqa: BLE001 - one bad sample must not stop training
+            except Exception as error:
                 warnings.warn(f"skipped sample {raw.get('__key__')!r} of shard {raw.get('__url__')!r}: "
                               f"{type(error).__name__}: {error}", BadSampleWarning, stacklevel=1)
     return stage

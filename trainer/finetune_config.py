@@ -30,8 +30,8 @@ class FinetuneConfig:
                                 "FC 512 → FC C (§3.5)")
     classes: Path | None = option(None, help="class list, one name per line (unset: the labels of the training "
                                              "videos in manifests/videos.parquet beside the shards, sorted)")
-    stats: str | None = option(None, help="feature stats.json (path or URL) for --init scratch (unset: manifests/stats.json "
-                                           "beside the shards); a checkpoint brings its own")
+    stats: str | None = option(None, help="feature stats.json (path or URL) for --init scratch (unset: "
+                                           "manifests/stats.json beside the shards); a checkpoint brings its own")
     epochs: int = option(30, help="epochs (the paper does not say)")
     batch_size: int = option(16, help="clips per GPU/process")
     optimizer: str = option("sgd", help="sgd (with momentum) or adam", choices=OPTIMIZERS)

@@ -11,7 +11,7 @@ import matplotlib
 from avts.atomic import atomic_path, atomic_write_text
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - after choosing the headless backend
+import matplotlib.pyplot as plt
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -70,8 +70,9 @@ def plot_run(run_dir: Path) -> list[Path]:
     for key, label in (("val_acc_easy", "val: easy negatives"), ("val_acc_mixed", "val: 75% easy / 25% hard")):
         points = [(r["epoch"] + 1, r[key]) for r in epochs if r.get(key) is not None]
         if points:
-            axis.plot(*zip(*points), "o-", label=label)
-    axis.set(xlabel="epoch", ylabel="AVTS accuracy", ylim=(0.4, 1.0), title="AVTS accuracy (τ from the other half of the validation videos)")
+            axis.plot(*zip(*points, strict=True), "o-", label=label)
+    axis.set(xlabel="epoch", ylabel="AVTS accuracy", ylim=(0.4, 1.0),
+             title="AVTS accuracy (τ from the other half of the validation videos)")
     axis.axhline(0.5, color="grey", lw=0.5)
     axis.legend()
     written.append(_save(figure, run_dir / "accuracy.png"))

@@ -18,7 +18,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from rich.console import Console
@@ -26,14 +26,21 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from avts import storage
+from avts.progress import StepProgress
 from avts.schema import FEATURE_RATE, VIDEO_FPS
 from avts.seeds import stable_int
 from avts.stats import FeatureStats
-from avts.progress import StepProgress
 from trainer import distributed
 from trainer.augment import AudioNormalizer
-from trainer.checkpoint import (CheckpointError, load_checkpoint, load_resumable, restore_rng, rng_state,
-                                save_checkpoint, weights_are_finite)
+from trainer.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_resumable,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+    weights_are_finite,
+)
 from trainer.config import TrainConfig
 from trainer.curriculum import Curriculum
 from trainer.data import WINDOW, Batch, LoaderSpec, build_loader
@@ -219,7 +226,7 @@ def build_run(cfg: TrainConfig, runtime: distributed.Runtime, console: Console) 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = build_avts(cfg.model_spec()).to(device)
     if on_gpu:
-        model.video.to(memory_format=torch.channels_last_3d)
+        model.video.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     if cfg.init_from is not None:
         init_weights(model, cfg.init_from, device)
     optimizer = build_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
@@ -248,7 +255,7 @@ def start_run(cfg: LoopConfig, runtime: distributed.Runtime, console: Console, m
     on_gpu = runtime.device.type == "cuda"
     ddp = (DistributedDataParallel(model, device_ids=[runtime.device.index] if on_gpu else None)
            if runtime.distributed else model)
-    forward = torch.compile(ddp) if cfg.compile else ddp
+    forward = cast(nn.Module, torch.compile(ddp)) if cfg.compile else ddp  # compile wraps a module in a module
     steps_cap = cfg.epoch_size // (cfg.batch_size * runtime.world_size) if cfg.epoch_size else None
     return Run(cfg, runtime, console, model, forward, optimizer, schedule, generator, train_loader, task, steps_cap,
                MetricsLog(cfg.out), state)
@@ -427,7 +434,7 @@ def check_bad_steps(run: Run, window: LogWindow) -> None:
     if not window.steps:
         return
     applied = torch.stack([out.applied for _, out in window.steps]).cpu().tolist()
-    for (keys, out), ok in zip(window.steps, applied):
+    for (keys, out), ok in zip(window.steps, applied, strict=True):
         if ok:
             continue
         run.state.bad_steps += 1

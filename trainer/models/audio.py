@@ -79,7 +79,12 @@ class AudioNet(nn.Module):
         self.fc7 = nn.Linear(512, embed_dim)
 
     def conv5_features(self, x: torch.Tensor) -> torch.Tensor:
-        """conv5 activations after pool5, ``(B, C5, F', T')`` (the §3.4 SVM features)."""
+        """conv5 activations after pool5, ``(B, C5, F', T')``.
+
+        The features of this project's audio probe (:mod:`trainer.downstream`). §3.4 trains its SVM on "the
+        activations from the conv_5 layer" without saying whether before or after pooling; after pool5 is this
+        project's reading.
+        """
         x = self.pool2(self.conv2(self.conv1(x)))
         return self.pool5(self.conv5(self.conv4(self.conv3(x))))
 
