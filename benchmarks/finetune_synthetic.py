@@ -34,7 +34,16 @@ from bench_results import machine_line  # noqa: E402
 
 ARCH = ["--width", "8", "--audio-width", "8", "--video-time-bins", "10", "--audio-time-bins", "10"]
 PRETRAIN = ["--optimizer", "adam", "--lr", "0.001", *ARCH, "--crop-size", "48", "--batch-size", "32",
-            "--workers", "1", "--device", "cpu"]
+            "--workers", "1"]
+
+
+def architecture_of(checkpoint: Path) -> list[str]:
+    """The scratch-model flags that give ``checkpoint``'s architecture (for an equal comparison)."""
+    import torch
+
+    spec = torch.load(checkpoint, map_location="cpu", weights_only=False)["model_spec"]
+    return ["--arch", spec["arch"], "--width", str(spec["width"]), "--audio-width", str(spec["audio_width"]),
+            "--video-time-bins", str(spec["video_time_bins"]), "--audio-time-bins", str(spec["audio_time_bins"])]
 
 
 def cli(module: str, *args: str, log: Path) -> float:
@@ -67,7 +76,7 @@ def labeled_split(work: Path, classes: int, per_class: int, train_per_class: int
     return shards
 
 
-def pretrain(work: Path, videos: int, epochs: int, epoch_size: int, log: Path) -> tuple[Path, float, dict]:
+def pretrain(work: Path, videos: int, epochs: int, epoch_size: int, device: str, log: Path) -> tuple[Path, float, dict]:
     """AVTS pretraining on a separate unlabeled synthetic set; returns the checkpoint, wall time, last epoch."""
     shards, run = work / "pretrain_data" / "shards", work / "pretrain"
     if not (shards / "0000.tar").exists():
@@ -77,7 +86,8 @@ def pretrain(work: Path, videos: int, epochs: int, epoch_size: int, log: Path) -
             "--workers", "2", "--short-side", "64", "--shard-size", "16", "--val-fraction", "0.1", log=log)
     wall = 0.0
     if not (run / "checkpoints" / f"epoch-{epochs:04d}.pt").exists():
-        wall = cli("trainer.cli", "--shards", str(shards), "--out", str(run), *PRETRAIN, "--epochs", str(epochs),
+        wall = cli("trainer.cli", "--shards", str(shards), "--out", str(run), *PRETRAIN, "--device", device,
+                   "--epochs", str(epochs),
                    "--epoch-size", str(epoch_size), *(["--resume"] if run.exists() else []), log=log)
     epochs_done = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     return run / "checkpoints" / "last.pt", wall, [r for r in epochs_done if r["kind"] == "epoch"][-1]
@@ -97,19 +107,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=6, help="fine-tuning epochs (both runs)")
     parser.add_argument("--epoch-size", type=int, default=192, help="fine-tuning samples per epoch (both runs)")
     parser.add_argument("--lr", type=float, default=0.001, help="fine-tuning learning rate (Adam, both runs)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="an AVTS checkpoint to fine-tune from instead of pretraining here (the scratch run "
+                             "gets its architecture)")
+    parser.add_argument("--crop-size", default="48", help="fine-tuning crop size (both runs)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (every training run)")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     logs = args.work / "logs"
     logs.mkdir(exist_ok=True)
     shards = labeled_split(args.work, args.classes, args.per_class, args.train_per_class, logs / "labeled.log")
-    checkpoint, pretrain_wall, pretrained = pretrain(args.work, args.pretrain_videos, args.pretrain_epochs,
-                                                     args.pretrain_epoch_size, logs / "pretrain.log")
-    common = ["--shards", str(shards), "--modality", args.modality, "--device", "cpu", "--workers", "1",
-              "--crop-size", "48", "--batch-size", "16", "--optimizer", "adam", "--lr", str(args.lr),
+    if args.checkpoint is None:
+        checkpoint, pretrain_wall, pretrained = pretrain(args.work, args.pretrain_videos, args.pretrain_epochs,
+                                                         args.pretrain_epoch_size, args.device, logs / "pretrain.log")
+        architecture = ARCH
+    else:
+        checkpoint, pretrain_wall, pretrained = args.checkpoint, 0.0, {}
+        architecture = architecture_of(args.checkpoint)
+    common = ["--shards", str(shards), "--modality", args.modality, "--device", args.device, "--workers", "1",
+              "--crop-size", args.crop_size, "--batch-size", "16", "--optimizer", "adam", "--lr", str(args.lr),
               "--epochs", str(args.epochs), "--epoch-size", str(args.epoch_size), "--test-clips", "5",
               "--eval-every", str(args.epochs)]
     rows = {}
-    for name, init in (("AVTS", [str(checkpoint)]), ("scratch", ["scratch", *ARCH])):
+    for name, init in (("AVTS", [str(checkpoint)]), ("scratch", ["scratch", *architecture])):
         out = args.work / f"finetune-{args.modality}-{name}"
         wall = None
         if not (out / "results.json").exists():
@@ -130,10 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     console.print(table)
     accuracy = {key: "n/a" if pretrained.get(key) is None else f"{pretrained[key]:.1%}"
                 for key in ("val_acc_easy", "val_acc_mixed")}
-    console.print(f"pretraining: {args.pretrain_videos} unlabeled videos, {args.pretrain_epochs} epochs of "
-                  f"{args.pretrain_epoch_size} clips ({pretrain_wall:.0f} s this run); last epoch: val AVTS accuracy "
-                  f"easy {accuracy['val_acc_easy']}, 75/25 hard {accuracy['val_acc_mixed']} (chance: 50%)",
-                  highlight=False)
+    if args.checkpoint is None:
+        console.print(f"pretraining: {args.pretrain_videos} unlabeled videos, {args.pretrain_epochs} epochs of "
+                      f"{args.pretrain_epoch_size} clips ({pretrain_wall:.0f} s this run); last epoch: val AVTS "
+                      f"accuracy easy {accuracy['val_acc_easy']}, 75/25 hard {accuracy['val_acc_mixed']} (chance: 50%)",
+                      highlight=False)
+    else:
+        console.print(f"pretrained checkpoint: {args.checkpoint}", highlight=False)
     console.print(f"machine: {machine_line()}", highlight=False)
     return 0
 

@@ -3,12 +3,15 @@
 #   1. learning: avts-synth videos → avts-ingest → avts-train; AVTS accuracy (easy / 25% hard) and curves,
 #      two runs at once sharing the box: the paper's SGD recipe and Adam;
 #   2. training throughput: shards vs synthetic GPU tensors vs a map-style raw-mp4 loader (train_bench.py);
-#   3. ingest scaling 1 → 16 workers on Kinetics-like clips (ingest_bench.py, process engine: no Ray there).
+#   3. ingest scaling 1 → 16 workers on Kinetics-like clips (ingest_bench.py, process engine: no Ray there);
+#   4. downstream on stage 1's Adam model: avts-sync on held-out files with known offsets (sync_synthetic.py),
+#      avts-finetune from it vs from scratch on a labelled synthetic split (finetune_synthetic.py); the model is
+#      returned in $OUT so that avts-probe runs on ESC-10 where that data is (it does not travel).
 # Each stage has its own time limit and a failing stage does not stop the others. Figures are printed and
 # written under $OUT (default /tmp/avts_proof). SMALL=1 runs the same code at toy size on a CPU.
 #
 # Needs, in the working tree (made by benchmarks/prepare_carry.sh, carried with the device tool):
-#   .carry/wheels/   wheels of av, webdataset, python_speech_features, braceexpand
+#   .carry/wheels/   wheels of av, webdataset, python_speech_features, braceexpand, fsspec
 #   .carry/kinetics/ Kinetics-like 10-s 340x256 H.264+AAC clips (the GPU box has no ffmpeg CLI)
 set -u
 cd "$(dirname "$0")/.."
@@ -16,7 +19,7 @@ OUT=${OUT:-/tmp/avts_proof}
 WORK=${WORK:-/tmp/avts_work}
 PY=${PYTHON:-python3}
 SMALL=${SMALL:-0}
-STAGES=${STAGES:-123}  # which of the three stages to run, e.g. STAGES=3
+STAGES=${STAGES:-1234}  # which stages to run, e.g. STAGES=3 (stage 4 needs stage 1's model)
 CORES=$(nproc)
 mkdir -p "$OUT" "$WORK"
 export PYTHONPATH=$PWD CI=true PYTHONUNBUFFERED=1
@@ -28,15 +31,20 @@ if [ "$SMALL" = 1 ]; then
   VIDEOS=48; DURATION=4; EPOCHS=2; EPOCH_SIZE=128; BATCH=8; WIDTH=4; CROP=32; LOADER_WORKERS=1
   BENCH_ARGS="--width 4 --crop 32 --batch-size 4 --steps 4 --warmup 2 --workers 2"; INGEST_WORKERS=1,2
   LEARN_LIMIT=400; INGEST_VIDEOS=4; BIG_INGEST_VIDEOS=8
+  SYNC_ARGS="--per-offset 1 --offsets -0.2 0.2 --duration 4"; FT_ARGS="--classes 2 --per-class 4 --train-per-class 2 \
+    --epochs 1 --epoch-size 16"; DOWNSTREAM_LIMIT=300
 else
-  VIDEOS=1200; DURATION=6; EPOCHS=12; EPOCH_SIZE=12800; BATCH=64; WIDTH=32; CROP=56; LOADER_WORKERS=7
+  VIDEOS=1200; DURATION=6; EPOCHS=6; EPOCH_SIZE=12800; BATCH=64; WIDTH=32; CROP=56; LOADER_WORKERS=7
   BENCH_ARGS="--width 64 --crop 112 --batch-size 16 --steps 60 --warmup 15 --workers 15"; INGEST_WORKERS=1,4,16
-  LEARN_LIMIT=230; INGEST_VIDEOS=96; BIG_INGEST_VIDEOS=480
+  LEARN_LIMIT=150; INGEST_VIDEOS=96; BIG_INGEST_VIDEOS=480
+  SYNC_ARGS="--per-offset 8"; FT_ARGS="--classes 8 --per-class 16 --train-per-class 8 --epochs 8 --epoch-size 512"
+  DOWNSTREAM_LIMIT=100
 fi
 
 stage "setup"
 if [ -d .carry/wheels ]; then
-  $PY -m pip install -q --no-index --find-links .carry/wheels av webdataset python_speech_features braceexpand 2>&1 | tail -2
+  $PY -m pip install -q --no-index --find-links .carry/wheels av webdataset python_speech_features braceexpand \
+    fsspec 2>&1 | tail -2
 fi
 $PY -c "
 import os, torch, av, webdataset
@@ -82,6 +90,22 @@ timeout 170 $PY benchmarks/ingest_bench.py --inputs .carry/kinetics --videos $IN
 timeout 120 $PY benchmarks/ingest_bench.py --inputs .carry/kinetics --videos $BIG_INGEST_VIDEOS \
   --workers-list "${INGEST_WORKERS##*,}" --engine processes --workdir "$WORK/ingest_big" --results "$OUT/RESULTS.md" \
   --section "Ingest, most workers, more clips" --no-diagnostics 2>&1 | tail -8
+fi
+
+if want 4; then
+stage "4. downstream: avts-sync and avts-finetune with stage 1's model"
+MODEL="$WORK/learn-adam/checkpoints/last.pt"
+if [ -f "$MODEL" ]; then
+  $PY -c "import sys, torch; c = torch.load(sys.argv[1], map_location='cpu', weights_only=False)
+torch.save({k: c[k] for k in ('format', 'model_spec', 'stats', 'model', 'config')}, sys.argv[2])" \
+    "$MODEL" "$OUT/pretrained-synth.pt"  # weights only, for avts-probe on ESC-10 where the data is
+  timeout $DOWNSTREAM_LIMIT $PY benchmarks/sync_synthetic.py --work "$WORK/sync" --checkpoint "$MODEL" --device auto \
+    $SYNC_ARGS 2>&1 | tail -14
+  timeout $DOWNSTREAM_LIMIT $PY benchmarks/finetune_synthetic.py --work "$WORK/finetune" --checkpoint "$MODEL" \
+    --crop-size $CROP --device auto $FT_ARGS 2>&1 | tail -10
+else
+  echo "stage 4 skipped: no stage-1 model at $MODEL (run stage 1 first)"
+fi
 fi
 
 stage "done"

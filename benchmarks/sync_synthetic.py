@@ -125,12 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=6.0, help="seconds per test file")
     parser.add_argument("--range", type=float, default=1.0, help="avts-sync --range")
     parser.add_argument("--hop", type=float, default=0.2, help="avts-sync --hop")
+    parser.add_argument("--device", default="cpu", help="device of avts-sync: cpu, cuda or auto")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     checkpoint = args.checkpoint or train_model(args.work, args.videos, args.epochs)
     files = test_files(args.work, args.offsets, args.per_offset, args.duration)
-    sync_args = ["--range", str(args.range), "--hop", str(args.hop), "--device", "cpu"]
+    sync_args = ["--range", str(args.range), "--hop", str(args.hop), "--device", args.device]
     trained = measure(checkpoint, files, args.work / "sync-trained", sync_args)
     baseline = measure(untrained_twin(checkpoint, args.work / "untrained"), files, args.work / "sync-untrained",
                        sync_args)

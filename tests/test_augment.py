@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import av
 import numpy as np
 import pytest
 import torch
 
+from tests.conftest import make_av_clip
 from trainer.augment import VIDEO_MEAN, VIDEO_STD, AudioNormalizer, crop_grids, video_input, yuv_to_rgb
 from trainer.clip_decode import split_planes
 
 
 @pytest.fixture(scope="module")
-def frames(real_clips: Path) -> list[av.VideoFrame]:
-    """25 real frames, as yuv420p at 128×128 (the loader's square crop size)."""
-    with av.open(str(real_clips / "synchformer_vggsound_3qesirWAGt4_20000_30000.mp4")) as container:
+def frames(tmp_path_factory: pytest.TempPathFactory) -> list[av.VideoFrame]:
+    """25 frames of a colourful moving test pattern, as yuv420p at 128×128 (the loader's square crop size)."""
+    clip = make_av_clip(tmp_path_factory.mktemp("augment") / "pattern.mp4", 1.5)
+    with av.open(str(clip)) as container:
         decoded = []
         for frame in container.decode(video=0):
             decoded.append(frame.reformat(width=128, height=128, format="yuv420p"))
