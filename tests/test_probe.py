@@ -21,6 +21,7 @@ from rich.console import Console
 
 from avts.progress import CountProgress
 from pipeline.audio import log_filterbank
+from trainer.checkpoint import save_checkpoint
 from trainer.downstream import probe, probe_cli
 from trainer.downstream.audio_input import (
     WINDOW_SAMPLES,
@@ -378,10 +379,31 @@ def test_cli_skips_bad_files_pads_short_ones_and_refuses_bad_flags(esc_like: Pat
     only_missing.write_text("filename,fold,category\nnope1.wav,1,a\nnope2.wav,2,b\n")
     assert main(["--meta", str(only_missing), "--features", "mfcc", "--out", str(tmp_path / "x.json")]) == 1
     assert "no usable audio files" in capsys.readouterr().err
-    for bad in (["--features", "spectrogram"], ["--features", "avts"], ["--features", "mfcc", "--stats", "s.json"]):
+    for bad, message in ((["--features", "spectrogram"], "invalid choice"),
+                         (["--features", "avts"], "--features avts needs --checkpoint"),
+                         (["--features", "mfcc", "--stats", "s.json"], "--stats only applies to --features random"),
+                         (["--features", "mfcc", "--src", str(audio)], "--meta and --src cannot be combined"),
+                         (["--features", "random", "--pool", "4by1"], "expected BANDSxTIME"),
+                         (["--features", "random", "--subclips", "0"], "--subclips must be at least 1")):
         with pytest.raises(SystemExit) as exit_info:
             main(["--meta", str(meta), *bad])
-        assert exit_info.value.code == 2
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--features", "mfcc"])
+    assert exit_info.value.code == 2 and "one of --meta or --src is required" in capsys.readouterr().err
+
+
+def test_cli_reports_a_missing_or_foreign_checkpoint_in_one_line(esc_like: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    save_checkpoint(tmp_path / "finetune", {"model": {}, "state": {"epoch": 1}, "classes": ["a", "b"]})
+    for checkpoint, message in ((tmp_path / "missing.pt", "no checkpoint at"),
+                                (tmp_path / "finetune" / "last.pt", "is not an avts-train checkpoint")):
+        argv = ["--meta", str(esc_like / "meta" / "set.csv"), "--features", "avts", "--checkpoint", str(checkpoint),
+                "--subclips", "1", "--out", str(tmp_path / "avts.json"), "--plain"]
+        assert main(argv) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("avts-probe: ") and message in err[-1] and "Traceback" not in "".join(err)
+    assert not (tmp_path / "avts.json").exists()
 
 
 def test_cli_avts_features_use_the_checkpoint_subnet_and_its_stats(esc_like: Path, tmp_path: Path,

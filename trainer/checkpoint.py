@@ -115,5 +115,9 @@ def load_trained(path: Path, device: torch.device | str = "cpu") -> TrainedModel
                               "two-stream model")
     spec = ModelSpec.from_dict(content["model_spec"])
     model = build_avts(spec)
-    model.load_state_dict(content["model"])
+    try:
+        model.load_state_dict(content["model"])
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: its weights do not fit its declared architecture ({str(error)[:200]})") \
+            from None
     return TrainedModel(model.to(device).eval(), spec, FeatureStats.from_dict(content["stats"]), content["config"])

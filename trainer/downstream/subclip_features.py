@@ -29,6 +29,18 @@ from trainer.checkpoint import load_trained
 from trainer.models.audio import AudioNet
 
 DEFAULT_POOL = (4, 1)
+DEFAULT_POOL_TEXT = f"{DEFAULT_POOL[0]}x{DEFAULT_POOL[1]}"
+
+
+def parse_pool(text: str) -> tuple[int, int]:
+    """``BANDSxTIME`` (e.g. ``4x1``) → ``(bands, time_bins)`` of the conv5 max pool; ``ValueError`` otherwise."""
+    try:
+        bands, time_bins = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--pool: expected BANDSxTIME such as 4x1, got {text!r}") from None
+    if bands < 1 or time_bins < 1:
+        raise ValueError(f"--pool: sizes must be positive, got {text!r}")
+    return bands, time_bins
 
 
 class AudioConv5Extractor:
