@@ -20,8 +20,15 @@ from typing import Any, TypeVar
 Config = TypeVar("Config")
 
 
-def option(default: Any = dataclasses.MISSING, *, help: str, choices: Sequence[Any] | None = None,
-           factory: Callable[[], Any] | None = None, metavar: str | None = None, cli: bool = True) -> Any:
+def option(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    choices: Sequence[Any] | None = None,
+    factory: Callable[[], Any] | None = None,
+    metavar: str | None = None,
+    cli: bool = True,
+) -> Any:
     """A dataclass field with its command-line help (``default`` or ``factory`` as in :func:`dataclasses.field`).
 
     ``cli=False`` keeps the field off the command line (set by code, e.g. a value another field implies).
@@ -64,8 +71,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_type: type, ski
         common: dict[str, Any] = {"dest": field.name, "help": help_text}
         if kind is bool:
             if default is True:
-                parser.add_argument(flag_name(field.name), action=argparse.BooleanOptionalAction, default=True,
-                                    **common)
+                parser.add_argument(
+                    flag_name(field.name), action=argparse.BooleanOptionalAction, default=True, **common
+                )
             else:  # False, or None meaning "decide automatically"
                 parser.add_argument(flag_name(field.name), action="store_true", default=default, **common)
             continue
@@ -74,15 +82,26 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_type: type, ski
             parser.add_argument(flag_name(field.name), type=item, nargs="+", default=default, **common)
             continue
         converter = Path if kind is Path else kind
-        parser.add_argument(flag_name(field.name), type=converter, default=default, required=required,
-                            choices=field.metadata["choices"], metavar=field.metadata["metavar"], **common)
+        parser.add_argument(
+            flag_name(field.name),
+            type=converter,
+            default=default,
+            required=required,
+            choices=field.metadata["choices"],
+            metavar=field.metadata["metavar"],
+            **common,
+        )
 
 
-def config_from_args(config_type: Callable[..., Config], args: argparse.Namespace,
-                     parser: argparse.ArgumentParser, **overrides: Any) -> Config:
+def config_from_args(
+    config_type: Callable[..., Config], args: argparse.Namespace, parser: argparse.ArgumentParser, **overrides: Any
+) -> Config:
     """Build the configuration from parsed flags (plus ``overrides``); invalid values exit with a usage error."""
-    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(config_type)  # type: ignore[arg-type]
-              if hasattr(args, field.name)}
+    values = {
+        field.name: getattr(args, field.name)
+        for field in dataclasses.fields(config_type)  # type: ignore[arg-type]
+        if hasattr(args, field.name)
+    }
     values = {name: tuple(value) if isinstance(value, list) else value for name, value in values.items()}
     try:
         return config_type(**{**values, **overrides})

@@ -34,8 +34,15 @@ def use_plain_lines(console: Console, forced: bool | None = None) -> bool:
 class CountProgress:
     """Counts items done and failed with a rate and an ETA."""
 
-    def __init__(self, description: str, total: int, unit: str, console: Console | None = None,
-                 plain: bool | None = None, every_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        description: str,
+        total: int,
+        unit: str,
+        console: Console | None = None,
+        plain: bool | None = None,
+        every_s: float = 10.0,
+    ) -> None:
         self.console = console or Console(file=sys.stderr)
         self.plain = use_plain_lines(self.console, plain)
         self.description, self.total, self.unit, self.every_s = description, total, unit, every_s
@@ -51,10 +58,19 @@ class CountProgress:
         self._started = time.monotonic()
         if not self.plain:
             self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn(self.unit), TaskProgressColumn(), TextColumn("[red]{task.fields[failed]} failed"),
-                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                console=self.console, transient=False)
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn(self.unit),
+                TaskProgressColumn(),
+                TextColumn("[red]{task.fields[failed]} failed"),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
             self._progress.start()
             self._task = self._progress.add_task(self.description, total=self.total, failed=0, rate="")
         return self
@@ -70,16 +86,19 @@ class CountProgress:
         self.failed += failed
         rate = (self.done - self._done_before) / max(time.monotonic() - self._started, 1e-9)
         if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, completed=self.done, failed=self.failed,
-                                  rate=f"{rate:.1f} {self.unit}/s")
+            self._progress.update(self._task, completed=self.done, failed=self.failed, rate=f"{rate:.1f} {self.unit}/s")
         elif time.monotonic() - self._last_line >= self.every_s or self.done >= self.total:
             self._last_line = time.monotonic()
             eta = f"ETA {(self.total - self.done) / rate:.0f} s" if rate > 0 else "ETA unknown"
-            self.console.print(f"{self.description}: {self.done}/{self.total} {self.unit}, {self.failed} failed, "
-                               f"{rate:.1f} {self.unit}/s, {eta}", highlight=False)
+            self.console.print(
+                f"{self.description}: {self.done}/{self.total} {self.unit}, {self.failed} failed, "
+                f"{rate:.1f} {self.unit}/s, {eta}",
+                highlight=False,
+            )
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         if self._progress is not None:
             self._progress.stop()
 
@@ -87,8 +106,15 @@ class CountProgress:
 class StepProgress:
     """Steps of one epoch (total may be unknown for streamed shards), showing loss and throughput."""
 
-    def __init__(self, description: str, total: int | None, console: Console, enabled: bool = True,
-                 plain: bool | None = None, every_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        description: str,
+        total: int | None,
+        console: Console,
+        enabled: bool = True,
+        plain: bool | None = None,
+        every_s: float = 15.0,
+    ) -> None:
         self.description, self.total, self.console, self.enabled = description, total, console, enabled
         self.plain = use_plain_lines(console, plain)
         self.every_s = every_s
@@ -99,9 +125,16 @@ class StepProgress:
     def __enter__(self) -> StepProgress:
         if self.enabled and not self.plain:
             self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
-                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} clips/s"),
-                TimeElapsedColumn(), TimeRemainingColumn(), console=self.console)
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("steps"),
+                TextColumn("loss {task.fields[loss]}"),
+                TextColumn("{task.fields[rate]} clips/s"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
             self._progress.start()
             self._task = self._progress.add_task(self.description, total=self.total, loss="-", rate="-")
         return self
@@ -115,10 +148,13 @@ class StepProgress:
         elif time.monotonic() - self._last_line >= self.every_s:
             self._last_line = time.monotonic()
             of_total = f"/{self.total}" if self.total else ""
-            self.console.print(f"{self.description}: step {step}{of_total}, loss {loss:.4f}, "
-                               f"{clips_per_s:.1f} clips/s", highlight=False)
+            self.console.print(
+                f"{self.description}: step {step}{of_total}, loss {loss:.4f}, {clips_per_s:.1f} clips/s",
+                highlight=False,
+            )
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         if self._progress is not None:
             self._progress.stop()

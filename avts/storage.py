@@ -60,12 +60,18 @@ GOPEN_SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory", "htt
 _INSTALL_HINT = {
     "s3": "pip install 'avts[s3]'  (or: pip install s3fs)",
     "s3a": "pip install 'avts[s3]'  (or: pip install s3fs)",
-    "gs": "pip install gcsfs", "gcs": "pip install gcsfs",
-    "az": "pip install adlfs", "abfs": "pip install adlfs", "abfss": "pip install adlfs",
-    "http": "pip install aiohttp", "https": "pip install aiohttp",
+    "gs": "pip install gcsfs",
+    "gcs": "pip install gcsfs",
+    "az": "pip install adlfs",
+    "abfs": "pip install adlfs",
+    "abfss": "pip install adlfs",
+    "http": "pip install aiohttp",
+    "https": "pip install aiohttp",
 }
-_CREDENTIALS_HINT = ("check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN or AWS_PROFILE) "
-                     "and that AWS_ENDPOINT_URL points at the right server")
+_CREDENTIALS_HINT = (
+    "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN or AWS_PROFILE) "
+    "and that AWS_ENDPOINT_URL points at the right server"
+)
 
 
 class ShardReadError(IOError):
@@ -73,6 +79,7 @@ class ShardReadError(IOError):
 
 
 # ----------------------------------------------------------------------------------------------- paths
+
 
 def protocol(spec: str) -> str | None:
     """The URL scheme of ``spec`` in lower case (``"s3"``, ``"http"``, ``"pipe"`` …), or None for a local path."""
@@ -120,6 +127,7 @@ def basename(spec: str | os.PathLike) -> str:
 
 
 # ------------------------------------------------------------------------------------ filesystems, errors
+
 
 def storage_options(proto: str | None) -> dict[str, Any]:
     """Keyword arguments for the fsspec filesystem of ``proto``, taken from the standard environment variables.
@@ -172,8 +180,9 @@ def explain(error: Exception, url: str) -> Exception:
     wrong or missing credentials, an unreachable endpoint); other errors get the URL prepended."""
     name = type(error).__name__
     text = str(error)
-    if isinstance(error, FileNotFoundError) and (_error_code(error) == "NoSuchBucket"
-                                                  or "bucket does not exist" in text):
+    if isinstance(error, FileNotFoundError) and (
+        _error_code(error) == "NoSuchBucket" or "bucket does not exist" in text
+    ):
         bucket = url.split("://", 1)[-1].split("/", 1)[0]
         return FileNotFoundError(f"{url}: bucket {bucket!r} does not exist at {_endpoint(url)}")
     if isinstance(error, PermissionError):
@@ -181,7 +190,8 @@ def explain(error: Exception, url: str) -> Exception:
     if name in ("NoCredentialsError", "PartialCredentialsError"):
         return PermissionError(f"{url}: no usable AWS credentials ({text}); {_CREDENTIALS_HINT}")
     if name in ("EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError") or isinstance(
-            error, ConnectionError):
+        error, ConnectionError
+    ):
         return ConnectionError(f"{url}: cannot reach {_endpoint(url)} ({text})")
     if type(error) in (OSError, FileNotFoundError, IsADirectoryError, NotADirectoryError) and url not in text:
         return type(error)(f"{url}: {text}")
@@ -203,6 +213,7 @@ def _explained(url: str) -> Iterator[None]:
 
 
 # ----------------------------------------------------------------------------------------------- reads
+
 
 def exists(url: str | os.PathLike) -> bool:
     """True when the file or object exists (never answered from a stale listing cache).
@@ -253,8 +264,11 @@ def listdir(url: str | os.PathLike) -> list[str]:
                 raise
             return []
     base = url.rstrip("/") or url
-    return sorted(join(base, str(name).rstrip("/").rpartition("/")[2]) for name in names
-                  if str(name).rstrip("/") != path.rstrip("/"))
+    return sorted(
+        join(base, str(name).rstrip("/").rpartition("/")[2])
+        for name in names
+        if str(name).rstrip("/") != path.rstrip("/")
+    )
 
 
 def glob(url: str | os.PathLike, pattern: str) -> list[str]:
@@ -301,12 +315,12 @@ def missing(urls: Iterable[str]) -> list[str]:
             raise
         except (NotImplementedError, ValueError, OSError):
             present, complete = set(), False
-        absent.extend(url for url in members
-                      if basename(url) not in present and (complete or not exists(url)))
+        absent.extend(url for url in members if basename(url) not in present and (complete or not exists(url)))
     return absent
 
 
 # ---------------------------------------------------------------------------------------------- writes
+
 
 def _local_temp(final: Path) -> Path:
     return final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex}")
@@ -370,9 +384,11 @@ def put_file(local_path: str | os.PathLike, url: str | os.PathLike, **kwargs: An
     if not source_path.is_file():
         raise FileNotFoundError(f"{source_path}: no such file to upload to {url}")
     if not is_remote(url):
+
         def copy(handle: BinaryIO) -> None:
             with source_path.open("rb") as source:
                 shutil.copyfileobj(source, handle, 1 << 22)
+
         _replace_local(as_local_path(url), copy)
         return
     fs, path = filesystem(url)
@@ -420,13 +436,13 @@ def abort_stale_uploads(url: str | os.PathLike, older_than_s: float = 3600.0) ->
             started = upload.get("Initiated")
             age = time.time() - started.timestamp() if started is not None else float("inf")
             if upload["Key"].startswith(prefix) and age >= older_than_s:
-                fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=upload["Key"],
-                           UploadId=upload["UploadId"])
+                fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
                 aborted += 1
     return aborted
 
 
 # ------------------------------------------------------------------------------------ shard streaming
+
 
 class ShardStream(io.RawIOBase):
     """A read-only stream over one shard that names the shard in every error.
@@ -463,7 +479,7 @@ class ShardStream(io.RawIOBase):
             self._fail(f"{type(error).__name__}: {error}", error)
         if not chunk and self.expected_size is not None and self.bytes_read < self.expected_size:
             self._fail("the server closed the stream early", None)
-        buffer[:len(chunk)] = chunk
+        buffer[: len(chunk)] = chunk
         self.bytes_read += len(chunk)
         return len(chunk)
 
@@ -472,8 +488,10 @@ class ShardStream(io.RawIOBase):
         with contextlib.suppress(Exception):
             self._raw.close()  # give the connection back now, not when the error is garbage-collected
         of = f" of {self.expected_size}" if self.expected_size is not None else ""
-        raise ShardReadError(f"shard {self.url}: read failed after {self.bytes_read}{of} bytes ({reason}); "
-                             "the rest of this shard cannot be read") from cause
+        raise ShardReadError(
+            f"shard {self.url}: read failed after {self.bytes_read}{of} bytes ({reason}); "
+            "the rest of this shard cannot be read"
+        ) from cause
 
     def close(self) -> None:
         """Close the underlying connection or file."""

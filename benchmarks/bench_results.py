@@ -43,6 +43,7 @@ def physical_cores() -> int | None:
 
 def busy_fraction(seconds: float = 2.0) -> float | None:
     """Share of all CPUs busy (not idle or waiting on I/O) over ``seconds``, from /proc/stat."""
+
     def sample() -> tuple[int, int]:
         values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
         return sum(values[:8]), values[3] + values[4]  # user..steal; idle + iowait
@@ -74,11 +75,13 @@ def machine_line() -> str:
         first = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.splitlines()
         cli = first[0].split(" Copyright")[0].replace("ffmpeg version ", "") if first else "unknown"
     libav = av.library_versions.get("libavcodec", ())
-    return (f"{cpu_model()}, {logical} logical CPUs ({usable} usable"
-            f"{f', {physical} physical cores' if physical else ''}){memory}; {platform.platform()}; "
-            f"Python {platform.python_version()}; PyAV {av.__version__} (libavcodec "
-            f"{'.'.join(map(str, libav))}); ffmpeg CLI {cli}; "
-            f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+    return (
+        f"{cpu_model()}, {logical} logical CPUs ({usable} usable"
+        f"{f', {physical} physical cores' if physical else ''}){memory}; {platform.platform()}; "
+        f"Python {platform.python_version()}; PyAV {av.__version__} (libavcodec "
+        f"{'.'.join(map(str, libav))}); ffmpeg CLI {cli}; "
+        f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"
+    )
 
 
 def write_section(path: Path, title: str, body: str) -> None:

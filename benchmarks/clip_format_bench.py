@@ -36,8 +36,13 @@ def source_frames(path: Path) -> list[av.VideoFrame]:
     frames = []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        nodes = [graph.add_buffer(template=stream), graph.add("fps", "25"),
-                 graph.add("scale", short_side_scale(128)), graph.add("format", "yuv420p"), graph.add("buffersink")]
+        nodes = [
+            graph.add_buffer(template=stream),
+            graph.add("fps", "25"),
+            graph.add("scale", short_side_scale(128)),
+            graph.add("format", "yuv420p"),
+            graph.add("buffersink"),
+        ]
         graph.link_nodes(*nodes).configure()
         for frame in container.decode(stream):
             graph.push(frame)
@@ -48,7 +53,7 @@ def source_frames(path: Path) -> list[av.VideoFrame]:
                     break
             if len(frames) >= 25 * SECONDS:
                 break
-    return frames[:25 * SECONDS]
+    return frames[: 25 * SECONDS]
 
 
 def encode(frames: list[av.VideoFrame], codec: str, options: dict[str, str]) -> bytes:
@@ -76,8 +81,7 @@ def clips_per_second(data: bytes, fmt: str, count: int = 80) -> float:
         with av.open(io.BytesIO(data)) as container:
             stream = container.streams.video[0]
             stream.codec_context.thread_count = 1
-            container.seek(int(start / 25 / stream.time_base) + (stream.start_time or 0), stream=stream,
-                           backward=True)
+            container.seek(int(start / 25 / stream.time_base) + (stream.start_time or 0), stream=stream, backward=True)
             got = 0
             for frame in container.decode(stream):
                 if round((frame.pts - (stream.start_time or 0)) * stream.time_base * 25) < start:
@@ -98,15 +102,23 @@ def main() -> int:
     frames = source_frames(args.source)
     variants = {f"H.264 GOP {g}": ("libx264", x264_options("veryfast", 23, g)) for g in (5, 10, 25)}
     variants["JPEG frames (q=5)"] = ("mjpeg", {"qscale": "5"})
-    rows = ["| format | KB per s of video | clips/s/core (YUV out) | clips/s/core (RGB out) |",
-            "| --- | ---: | ---: | ---: |"]
+    rows = [
+        "| format | KB per s of video | clips/s/core (YUV out) | clips/s/core (RGB out) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for name, (codec, options) in variants.items():
         data = encode(frames, codec, options)
         yuv = clips_per_second(data, "yuv420p" if codec == "libx264" else "yuvj420p")
         rgb = clips_per_second(data, "rgb24")
         rows.append(f"| {name} | {len(data) / SECONDS / 1024:.1f} | {yuv:.0f} | {rgb:.0f} |")
-    body = "\n".join([f"Machine: {machine_line()}. Source: `{args.source.name}`, first 10 s, "
-                      f"{frames[0].width}×{frames[0].height} at 25 fps. One thread, random 1-s windows.", "", *rows])
+    body = "\n".join(
+        [
+            f"Machine: {machine_line()}. Source: `{args.source.name}`, first 10 s, "
+            f"{frames[0].width}×{frames[0].height} at 25 fps. One thread, random 1-s windows.",
+            "",
+            *rows,
+        ]
+    )
     print(body)
     write_section(args.results, "Clip format", body)
     return 0

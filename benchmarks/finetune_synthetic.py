@@ -33,8 +33,7 @@ sys.path[:0] = [str(REPO / "benchmarks")]
 from bench_results import machine_line  # noqa: E402
 
 ARCH = ["--width", "8", "--audio-width", "8", "--video-time-bins", "10", "--audio-time-bins", "10"]
-PRETRAIN = ["--optimizer", "adam", "--lr", "0.001", *ARCH, "--crop-size", "48", "--batch-size", "32",
-            "--workers", "1"]
+PRETRAIN = ["--optimizer", "adam", "--lr", "0.001", *ARCH, "--crop-size", "48", "--batch-size", "32", "--workers", "1"]
 
 
 def architecture_of(checkpoint: Path) -> list[str]:
@@ -42,16 +41,31 @@ def architecture_of(checkpoint: Path) -> list[str]:
     import torch
 
     spec = torch.load(checkpoint, map_location="cpu", weights_only=False)["model_spec"]
-    return ["--arch", spec["arch"], "--width", str(spec["width"]), "--audio-width", str(spec["audio_width"]),
-            "--video-time-bins", str(spec["video_time_bins"]), "--audio-time-bins", str(spec["audio_time_bins"])]
+    return [
+        "--arch",
+        spec["arch"],
+        "--width",
+        str(spec["width"]),
+        "--audio-width",
+        str(spec["audio_width"]),
+        "--video-time-bins",
+        str(spec["video_time_bins"]),
+        "--audio-time-bins",
+        str(spec["audio_time_bins"]),
+    ]
 
 
 def cli(module: str, *args: str, log: Path) -> float:
     """Run ``python -m module args`` with its output in ``log``; returns the wall time; exits on failure."""
     started = time.monotonic()
     with log.open("w") as handle:
-        done = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, stdout=handle, stderr=subprocess.STDOUT,
-                              env={**os.environ, "CI": "true"})
+        done = subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=REPO,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "CI": "true"},
+        )
     if done.returncode != 0:
         sys.exit(f"{module} failed (exit {done.returncode}); see {log}")
     return time.monotonic() - started
@@ -61,8 +75,24 @@ def labeled_split(work: Path, classes: int, per_class: int, train_per_class: int
     """Labeled videos, their split files and their train/test shards; returns the shard folder."""
     videos, shards = work / "labeled", work / "labeled_data" / "shards"
     if not (shards / "0000.tar").exists():
-        cli("pipeline.synth_cli", "--out", str(videos), "--videos", str(classes * per_class), "--classes",
-            str(classes), "--duration", "4", "--size", "64", "--seed", "1", "--workers", "2", log=log)
+        cli(
+            "pipeline.synth_cli",
+            "--out",
+            str(videos),
+            "--videos",
+            str(classes * per_class),
+            "--classes",
+            str(classes),
+            "--duration",
+            "4",
+            "--size",
+            "64",
+            "--seed",
+            "1",
+            "--workers",
+            "2",
+            log=log,
+        )
         train, test = [], []
         for folder in sorted(videos.iterdir()):
             names = sorted(path.name for path in folder.iterdir())
@@ -70,9 +100,25 @@ def labeled_split(work: Path, classes: int, per_class: int, train_per_class: int
             test += [f"{folder.name}/{name}" for name in names[train_per_class:]]
         (work / "trainlist01.txt").write_text("\n".join(train) + "\n")
         (work / "testlist01.txt").write_text("\n".join(test) + "\n")
-        cli("pipeline.cli", "--src", str(videos), "--out", str(shards), "--engine", "processes", "--workers", "2",
-            "--short-side", "64", "--shard-size", "16", "--split-file", str(work / "trainlist01.txt"),
-            str(work / "testlist01.txt"), log=log)
+        cli(
+            "pipeline.cli",
+            "--src",
+            str(videos),
+            "--out",
+            str(shards),
+            "--engine",
+            "processes",
+            "--workers",
+            "2",
+            "--short-side",
+            "64",
+            "--shard-size",
+            "16",
+            "--split-file",
+            str(work / "trainlist01.txt"),
+            str(work / "testlist01.txt"),
+            log=log,
+        )
     return shards
 
 
@@ -80,15 +126,58 @@ def pretrain(work: Path, videos: int, epochs: int, epoch_size: int, device: str,
     """AVTS pretraining on a separate unlabeled synthetic set; returns the checkpoint, wall time, last epoch."""
     shards, run = work / "pretrain_data" / "shards", work / "pretrain"
     if not (shards / "0000.tar").exists():
-        cli("pipeline.synth_cli", "--out", str(work / "pretrain_videos"), "--videos", str(videos), "--duration", "4",
-            "--size", "64", "--seed", "2", "--workers", "2", log=log)
-        cli("pipeline.cli", "--src", str(work / "pretrain_videos"), "--out", str(shards), "--engine", "processes",
-            "--workers", "2", "--short-side", "64", "--shard-size", "16", "--val-fraction", "0.1", log=log)
+        cli(
+            "pipeline.synth_cli",
+            "--out",
+            str(work / "pretrain_videos"),
+            "--videos",
+            str(videos),
+            "--duration",
+            "4",
+            "--size",
+            "64",
+            "--seed",
+            "2",
+            "--workers",
+            "2",
+            log=log,
+        )
+        cli(
+            "pipeline.cli",
+            "--src",
+            str(work / "pretrain_videos"),
+            "--out",
+            str(shards),
+            "--engine",
+            "processes",
+            "--workers",
+            "2",
+            "--short-side",
+            "64",
+            "--shard-size",
+            "16",
+            "--val-fraction",
+            "0.1",
+            log=log,
+        )
     wall = 0.0
     if not (run / "checkpoints" / f"epoch-{epochs:04d}.pt").exists():
-        wall = cli("trainer.cli", "--shards", str(shards), "--out", str(run), *PRETRAIN, "--device", device,
-                   "--epochs", str(epochs),
-                   "--epoch-size", str(epoch_size), *(["--resume"] if run.exists() else []), log=log)
+        wall = cli(
+            "trainer.cli",
+            "--shards",
+            str(shards),
+            "--out",
+            str(run),
+            *PRETRAIN,
+            "--device",
+            device,
+            "--epochs",
+            str(epochs),
+            "--epoch-size",
+            str(epoch_size),
+            *(["--resume"] if run.exists() else []),
+            log=log,
+        )
     epochs_done = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     return run / "checkpoints" / "last.pt", wall, [r for r in epochs_done if r["kind"] == "epoch"][-1]
 
@@ -107,9 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=6, help="fine-tuning epochs (both runs)")
     parser.add_argument("--epoch-size", type=int, default=192, help="fine-tuning samples per epoch (both runs)")
     parser.add_argument("--lr", type=float, default=0.001, help="fine-tuning learning rate (Adam, both runs)")
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="an AVTS checkpoint to fine-tune from instead of pretraining here (the scratch run "
-                             "gets its architecture)")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="an AVTS checkpoint to fine-tune from instead of pretraining here (the scratch run gets its architecture)",
+    )
     parser.add_argument("--crop-size", default="48", help="fine-tuning crop size (both runs)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (every training run)")
     args = parser.parse_args(argv)
@@ -118,43 +210,82 @@ def main(argv: list[str] | None = None) -> int:
     logs.mkdir(exist_ok=True)
     shards = labeled_split(args.work, args.classes, args.per_class, args.train_per_class, logs / "labeled.log")
     if args.checkpoint is None:
-        checkpoint, pretrain_wall, pretrained = pretrain(args.work, args.pretrain_videos, args.pretrain_epochs,
-                                                         args.pretrain_epoch_size, args.device, logs / "pretrain.log")
+        checkpoint, pretrain_wall, pretrained = pretrain(
+            args.work,
+            args.pretrain_videos,
+            args.pretrain_epochs,
+            args.pretrain_epoch_size,
+            args.device,
+            logs / "pretrain.log",
+        )
         architecture = ARCH
     else:
         checkpoint, pretrain_wall, pretrained = args.checkpoint, 0.0, {}
         architecture = architecture_of(args.checkpoint)
-    common = ["--shards", str(shards), "--modality", args.modality, "--device", args.device, "--workers", "1",
-              "--crop-size", args.crop_size, "--batch-size", "16", "--optimizer", "adam", "--lr", str(args.lr),
-              "--epochs", str(args.epochs), "--epoch-size", str(args.epoch_size), "--test-clips", "5",
-              "--eval-every", str(args.epochs)]
+    common = [
+        "--shards",
+        str(shards),
+        "--modality",
+        args.modality,
+        "--device",
+        args.device,
+        "--workers",
+        "1",
+        "--crop-size",
+        args.crop_size,
+        "--batch-size",
+        "16",
+        "--optimizer",
+        "adam",
+        "--lr",
+        str(args.lr),
+        "--epochs",
+        str(args.epochs),
+        "--epoch-size",
+        str(args.epoch_size),
+        "--test-clips",
+        "5",
+        "--eval-every",
+        str(args.epochs),
+    ]
     rows = {}
     for name, init in (("AVTS", [str(checkpoint)]), ("scratch", ["scratch", *architecture])):
         out = args.work / f"finetune-{args.modality}-{name}"
         wall = None
         if not (out / "results.json").exists():
-            wall = cli("trainer.finetune_cli", *common, "--out", str(out), "--init", *init,
-                       log=logs / f"{out.name}.log")
+            wall = cli(
+                "trainer.finetune_cli", *common, "--out", str(out), "--init", *init, log=logs / f"{out.name}.log"
+            )
         rows[name] = json.loads((out / "results.json").read_text()) | {"wall_s": wall}
     test_per_class = args.per_class - args.train_per_class
-    table = Table(title=f"avts-finetune ({args.modality}) on avts-synth: {args.classes} classes, "
-                        f"{args.train_per_class} train / {test_per_class} test videos per class, "
-                        f"{args.epochs} epochs of {args.epoch_size} clips")
+    table = Table(
+        title=f"avts-finetune ({args.modality}) on avts-synth: {args.classes} classes, "
+        f"{args.train_per_class} train / {test_per_class} test videos per class, "
+        f"{args.epochs} epochs of {args.epoch_size} clips"
+    )
     for column in ("init", "clip top-1", "video top-1", "mean class acc.", "wall"):
         table.add_column(column, justify="left" if column == "init" else "right")
     for name, result in rows.items():
-        table.add_row(name, f"{result['clip_top1']:.1%}", f"{result['video_top1']:.1%}",
-                      f"{result['mean_class_accuracy']:.1%}",
-                      "reused" if result["wall_s"] is None else f"{result['wall_s']:.0f} s")
+        table.add_row(
+            name,
+            f"{result['clip_top1']:.1%}",
+            f"{result['video_top1']:.1%}",
+            f"{result['mean_class_accuracy']:.1%}",
+            "reused" if result["wall_s"] is None else f"{result['wall_s']:.0f} s",
+        )
     console = Console()
     console.print(table)
-    accuracy = {key: "n/a" if pretrained.get(key) is None else f"{pretrained[key]:.1%}"
-                for key in ("val_acc_easy", "val_acc_mixed")}
+    accuracy = {
+        key: "n/a" if pretrained.get(key) is None else f"{pretrained[key]:.1%}"
+        for key in ("val_acc_easy", "val_acc_mixed")
+    }
     if args.checkpoint is None:
-        console.print(f"pretraining: {args.pretrain_videos} unlabeled videos, {args.pretrain_epochs} epochs of "
-                      f"{args.pretrain_epoch_size} clips ({pretrain_wall:.0f} s this run); last epoch: val AVTS "
-                      f"accuracy easy {accuracy['val_acc_easy']}, 75/25 hard {accuracy['val_acc_mixed']} (chance: 50%)",
-                      highlight=False)
+        console.print(
+            f"pretraining: {args.pretrain_videos} unlabeled videos, {args.pretrain_epochs} epochs of "
+            f"{args.pretrain_epoch_size} clips ({pretrain_wall:.0f} s this run); last epoch: val AVTS "
+            f"accuracy easy {accuracy['val_acc_easy']}, 75/25 hard {accuracy['val_acc_mixed']} (chance: 50%)",
+            highlight=False,
+        )
     else:
         console.print(f"pretrained checkpoint: {args.checkpoint}", highlight=False)
     console.print(f"machine: {machine_line()}", highlight=False)

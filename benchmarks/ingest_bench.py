@@ -73,16 +73,37 @@ class Source:
 def ffprobe_json(path: Path) -> dict:
     import json
 
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries",
-                          "format=duration:stream=codec_type", "-of", "json", str(path)],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration:stream=codec_type", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return json.loads(out.stdout or "{}")
 
 
 def mean_volume_db(path: Path) -> float:
-    out = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-i", str(path), "-map", "0:a:0", "-t",
-                          str(CLIP_SECONDS), "-af", "volumedetect", "-f", "null", "-"],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-hide_banner",
+            "-i",
+            str(path),
+            "-map",
+            "0:a:0",
+            "-t",
+            str(CLIP_SECONDS),
+            "-af",
+            "volumedetect",
+            "-f",
+            "null",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     match = re.search(r"mean_volume:\s*(-?[\d.]+|-inf) dB", out.stderr)
     return float(match.group(1)) if match else float("-inf")
 
@@ -123,12 +144,41 @@ def clip_plan(sources: list[Source], count: int) -> list[tuple[str, Source, floa
 def make_clip(source: Source, offset: float, target: Path) -> None:
     """One Kinetics-like clip: 10 s from ``offset`` (looping the source), 340×256 25 fps H.264 + AAC stereo."""
     partial = target.with_name(target.name + ".partial.mp4")
-    command = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-               "-stream_loop", "-1", "-ss", f"{offset:.2f}", "-i", str(source.path),
-               "-map", "0:v:0", "-map", "0:a:0", "-t", f"{CLIP_SECONDS:.0f}",
-               "-vf", f"fps={CLIP_FPS},scale={CLIP_WIDTH}:{CLIP_HEIGHT},setsar=1",
-               "-c:v", "libx264", "-pix_fmt", "yuv420p",
-               "-c:a", "aac", "-ac", "2", "-ar", "44100", "-movflags", "+faststart", str(partial)]
+    command = [
+        "ffmpeg",
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-stream_loop",
+        "-1",
+        "-ss",
+        f"{offset:.2f}",
+        "-i",
+        str(source.path),
+        "-map",
+        "0:v:0",
+        "-map",
+        "0:a:0",
+        "-t",
+        f"{CLIP_SECONDS:.0f}",
+        "-vf",
+        f"fps={CLIP_FPS},scale={CLIP_WIDTH}:{CLIP_HEIGHT},setsar=1",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-ac",
+        "2",
+        "-ar",
+        "44100",
+        "-movflags",
+        "+faststart",
+        str(partial),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         partial.unlink(missing_ok=True)
@@ -139,29 +189,37 @@ def make_clip(source: Source, offset: float, target: Path) -> None:
 def existing_clips(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p.suffix.lower() in CLIP_SUFFIXES and ".partial" not in p.name
-                  and not p.name.startswith("."))
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in CLIP_SUFFIXES and ".partial" not in p.name and not p.name.startswith(".")
+    )
 
 
 def make_inputs(folder: Path, count: int, sources_dir: Path) -> list[Path]:
     """Create (or reuse) ``count`` clips in ``folder`` with the ffmpeg command line."""
     if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
-        raise SystemExit("making inputs needs the ffmpeg and ffprobe command line tools; on a machine "
-                         "without them pass --inputs DIR with clips made elsewhere (--make-inputs-only)")
+        raise SystemExit(
+            "making inputs needs the ffmpeg and ffprobe command line tools; on a machine "
+            "without them pass --inputs DIR with clips made elsewhere (--make-inputs-only)"
+        )
     sources, skipped = usable_sources(sources_dir)
     if not sources:
         raise SystemExit(f"no usable source clips (audio, ≥ {CLIP_SECONDS:.0f} s) in {sources_dir}")
-    log(f"sources: {len(sources)} usable ({', '.join(s.path.name for s in sources)}); "
-        f"left out: {', '.join(skipped) or 'none'}")
+    log(
+        f"sources: {len(sources)} usable ({', '.join(s.path.name for s in sources)}); "
+        f"left out: {', '.join(skipped) or 'none'}"
+    )
     folder.mkdir(parents=True, exist_ok=True)
     plan = clip_plan(sources, count)
     todo = [(folder / name, source, offset) for name, source, offset in plan if not (folder / name).exists()]
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         list(pool.map(lambda t: make_clip(t[1], t[2], t[0]), todo))
-    log(f"inputs: {len(plan)} clips in {folder} ({len(todo)} made in {time.perf_counter() - started:.1f} s, "
-        f"{len(plan) - len(todo)} reused)")
+    log(
+        f"inputs: {len(plan)} clips in {folder} ({len(todo)} made in {time.perf_counter() - started:.1f} s, "
+        f"{len(plan) - len(todo)} reused)"
+    )
     return [folder / name for name, _, _ in plan]
 
 
@@ -213,9 +271,11 @@ def log(message: str) -> None:
 
 def run_commands(commands: list[list[str]], parallel: int) -> None:
     """Run the commands, ``parallel`` at a time (threads launching subprocesses); fail loudly."""
+
     def one(command: list[str]) -> None:
-        result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, check=False)
+        result = subprocess.run(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False
+        )
         if result.returncode != 0:
             raise RuntimeError(f"{shlex.join(command)} failed: {result.stderr.strip()[-500:]}")
 
@@ -252,8 +312,20 @@ def filter_chain(short_side: int) -> str:
 
 
 def floor_command(clip: Path) -> list[str]:
-    return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-threads", "1", "-i", str(clip),
-            "-f", "null", "-"]
+    return [
+        "ffmpeg",
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-threads",
+        "1",
+        "-i",
+        str(clip),
+        "-f",
+        "null",
+        "-",
+    ]
 
 
 def cli_command(clip: Path, out: Path, single_thread: bool, config) -> list[str]:
@@ -262,11 +334,31 @@ def cli_command(clip: Path, out: Path, single_thread: bool, config) -> list[str]
 
     one = ["-threads", "1"] if single_thread else []
     x264 = x264_options(config.preset, config.crf, GOP_FRAMES)  # exactly the ingest's encoder settings
-    return (["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *one, "-i", str(clip),
-             *(["-filter_threads", "1"] if single_thread else []),
-             "-vf", filter_chain(config.short_side),
-             "-c:v", "libx264", *(arg for name, value in x264.items() for arg in (f"-{name}", value)), *one,
-             "-ac", "1", "-ar", str(AUDIO_SAMPLE_RATE), "-c:a", "pcm_s16le", str(out)])
+    return [
+        "ffmpeg",
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        *one,
+        "-i",
+        str(clip),
+        *(["-filter_threads", "1"] if single_thread else []),
+        "-vf",
+        filter_chain(config.short_side),
+        "-c:v",
+        "libx264",
+        *(arg for name, value in x264.items() for arg in (f"-{name}", value)),
+        *one,
+        "-ac",
+        "1",
+        "-ar",
+        str(AUDIO_SAMPLE_RATE),
+        "-c:a",
+        "pcm_s16le",
+        str(out),
+    ]
 
 
 def cli_commands(clips: list[Path], out_dir: Path, single_thread: bool, config) -> list[list[str]]:
@@ -282,8 +374,17 @@ def fresh_dir(path: Path) -> Path:
 def ingest_config(src: Path, out_root: Path, workers: int, engine: str, shard_size: int):
     from pipeline.config import IngestConfig
 
-    return IngestConfig(src=src, out=out_root / "shards", manifests=out_root / "manifests", workers=workers,
-                        engine=engine, shard_size=shard_size, val_fraction=0.0, overwrite=True, plain=True)
+    return IngestConfig(
+        src=src,
+        out=out_root / "shards",
+        manifests=out_root / "manifests",
+        workers=workers,
+        engine=engine,
+        shard_size=shard_size,
+        val_fraction=0.0,
+        overwrite=True,
+        plain=True,
+    )
 
 
 def run_ours(config) -> object:
@@ -345,19 +446,22 @@ def warm_page_cache(clips: list[Path]) -> int:
 
 
 def fmt(value: float | None, digits: int = 2, suffix: str = "", missing: str = "n/a") -> str:
-    return missing if value is None or (isinstance(value, float) and math.isnan(value)) else \
-        f"{value:.{digits}f}{suffix}"
+    return (
+        missing if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}{suffix}"
+    )
 
 
 def summary_table(report: Report, workers_list: list[int], have_cli: bool) -> str:
     skipped = "n/a" if have_cli else "skipped"
     sequential = report.best("cli-default-threads", None)
     ours_one = report.best("ours", 1)
-    rows = ["| workers | floor: decode only (s) | CLI, W files × `-threads 1` (s) | CLI, default threads, "
-            "1 file at a time (s) | baseline (s) | ours (s) | ours video-s / core-s | ours clips/s | "
-            f"ours / baseline (goal ≤ {RATIO_GOAL}) | ours / CLI W × 1 thread | ours / floor | speedup vs 1 | "
-            f"scaling efficiency (goal ≥ {EFFICIENCY_GOAL:.0%} at 16) |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| workers | floor: decode only (s) | CLI, W files × `-threads 1` (s) | CLI, default threads, "
+        "1 file at a time (s) | baseline (s) | ours (s) | ours video-s / core-s | ours clips/s | "
+        f"ours / baseline (goal ≤ {RATIO_GOAL}) | ours / CLI W × 1 thread | ours / floor | speedup vs 1 | "
+        f"scaling efficiency (goal ≥ {EFFICIENCY_GOAL:.0%} at 16) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for workers in workers_list:
         floor = report.best("floor", workers)
         parallel = report.best("cli-1-thread", workers)
@@ -381,26 +485,33 @@ def summary_table(report: Report, workers_list: list[int], have_cli: bool) -> st
             f"{fmt(report.clips / wall if wall else None)} | {fmt(ratio, missing=skipped)}{mark} | "
             f"{fmt(wall / parallel.wall_s if wall and parallel else None, missing=skipped)} | "
             f"{fmt(wall / floor.wall_s if wall and floor else None, missing=skipped)} | {fmt(speedup)} | "
-            f"{fmt(efficiency * 100 if efficiency else None, 0, '%')} |")
+            f"{fmt(efficiency * 100 if efficiency else None, 0, '%')} |"
+        )
     return "\n".join(rows)
 
 
 def detail_table(report: Report) -> str:
-    labels = {"floor": "floor: `ffmpeg -threads 1 -i X -f null -`",
-              "cli-1-thread": "CLI transform, `-threads 1 -filter_threads 1`",
-              "cli-default-threads": "CLI transform, default threading",
-              "ours": "ours: `run_ingest`",
-              "transcode-loop": "diagnostic: ours' `transcode()` in-process, no pool/shards"}
-    rows = ["| run | files at a time | wall (s) | CPU user+sys (s) | CPU / wall | clips/s | video-s per wall-s | "
-            "CPU of other processes meanwhile (s) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    labels = {
+        "floor": "floor: `ffmpeg -threads 1 -i X -f null -`",
+        "cli-1-thread": "CLI transform, `-threads 1 -filter_threads 1`",
+        "cli-default-threads": "CLI transform, default threading",
+        "ours": "ours: `run_ingest`",
+        "transcode-loop": "diagnostic: ours' `transcode()` in-process, no pool/shards",
+    }
+    rows = [
+        "| run | files at a time | wall (s) | CPU user+sys (s) | CPU / wall | clips/s | video-s per wall-s | "
+        "CPU of other processes meanwhile (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for t in report.timings:
         at_a_time = str(t.workers) if t.workers is not None else "1 (all threads)"
         cpu = fmt(t.cpu_s, 1) if t.cpu_s is not None else "n/a"
         load = fmt(t.cpu_s / t.wall_s, 2) if t.cpu_s is not None else "n/a"
-        rows.append(f"| {labels.get(t.name, t.name)}{t.note} | {at_a_time} | {t.wall_s:.2f} | {cpu} | {load} | "
-                    f"{report.clips / t.wall_s:.2f} | {report.video_s / t.wall_s:.1f} | "
-                    f"{fmt(t.others_cpu_s, 1) if t.cpu_s is not None else 'n/a'} |")
+        rows.append(
+            f"| {labels.get(t.name, t.name)}{t.note} | {at_a_time} | {t.wall_s:.2f} | {cpu} | {load} | "
+            f"{report.clips / t.wall_s:.2f} | {report.video_s / t.wall_s:.1f} | "
+            f"{fmt(t.others_cpu_s, 1) if t.cpu_s is not None else 'n/a'} |"
+        )
     return "\n".join(rows)
 
 
@@ -408,31 +519,62 @@ def detail_table(report: Report) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="scratch folder for inputs and outputs (required unless --make-inputs-only with "
-                             "--inputs)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="scratch folder for inputs and outputs (required unless --make-inputs-only with --inputs)",
+    )
     parser.add_argument("--videos", type=int, default=16, help="number of clips (default 16)")
     parser.add_argument("--workers-list", default="1,2", help="worker counts, comma-separated (default 1,2)")
-    parser.add_argument("--engine", choices=("processes", "ray"), default="ray",
-                        help="distributor engine of the ingest (default ray, as avts-ingest; its start-up is timed)")
-    parser.add_argument("--results", default=str(REPO / "benchmarks" / "RESULTS.md"),
-                        help="markdown file whose `## Ingest` section is written (default "
-                             "benchmarks/RESULTS.md); pass '' to write none")
+    parser.add_argument(
+        "--engine",
+        choices=("processes", "ray"),
+        default="ray",
+        help="distributor engine of the ingest (default ray, as avts-ingest; its start-up is timed)",
+    )
+    parser.add_argument(
+        "--results",
+        default=str(REPO / "benchmarks" / "RESULTS.md"),
+        help="markdown file whose `## Ingest` section is written (default "
+        "benchmarks/RESULTS.md); pass '' to write none",
+    )
     parser.add_argument("--section", default="Ingest", help="section title in the results file (default Ingest)")
-    parser.add_argument("--inputs", "--inputs-dir", dest="inputs", type=Path, default=None,
-                        help="folder of ready clips (the first --videos, sorted by name, are used); "
-                             "default WORKDIR/inputs, made with the ffmpeg CLI")
-    parser.add_argument("--make-inputs-only", action="store_true",
-                        help="only create the input clips (in --inputs or WORKDIR/inputs) and stop")
-    parser.add_argument("--sources", type=Path, default=DEFAULT_SOURCES,
-                        help=f"real clips to cut the inputs from (default {DEFAULT_SOURCES})")
-    parser.add_argument("--shard-size", type=int, default=None,
-                        help="videos per shard (default: avts-ingest's; work is handed out per video, so the shard "
-                             "count does not limit parallelism)")
-    parser.add_argument("--no-diagnostics", action="store_true",
-                        help="skip the diagnostic runs (in-process transcode loop, worker import time)")
+    parser.add_argument(
+        "--inputs",
+        "--inputs-dir",
+        dest="inputs",
+        type=Path,
+        default=None,
+        help="folder of ready clips (the first --videos, sorted by name, are used); "
+        "default WORKDIR/inputs, made with the ffmpeg CLI",
+    )
+    parser.add_argument(
+        "--make-inputs-only",
+        action="store_true",
+        help="only create the input clips (in --inputs or WORKDIR/inputs) and stop",
+    )
+    parser.add_argument(
+        "--sources",
+        type=Path,
+        default=DEFAULT_SOURCES,
+        help=f"real clips to cut the inputs from (default {DEFAULT_SOURCES})",
+    )
+    parser.add_argument(
+        "--shard-size",
+        type=int,
+        default=None,
+        help="videos per shard (default: avts-ingest's; work is handed out per video, so the shard "
+        "count does not limit parallelism)",
+    )
+    parser.add_argument(
+        "--no-diagnostics",
+        action="store_true",
+        help="skip the diagnostic runs (in-process transcode loop, worker import time)",
+    )
     parser.add_argument("--repeats", type=int, default=1, help="time each run this many times, keep the best")
     args = parser.parse_args(argv)
     try:
@@ -462,12 +604,14 @@ def main(argv: list[str] | None = None) -> int:
         if have_cli and shutil.which("ffprobe") is not None and (args.inputs is None or not clips):
             clips = make_inputs(inputs_dir, args.videos, args.sources)
         elif not clips:
-            raise SystemExit(f"no clips in {inputs_dir}; make them where the ffmpeg CLI is installed with "
-                             f"--make-inputs-only --inputs {inputs_dir}")
+            raise SystemExit(
+                f"no clips in {inputs_dir}; make them where the ffmpeg CLI is installed with "
+                f"--make-inputs-only --inputs {inputs_dir}"
+            )
     if len(clips) < args.videos:  # e.g. on the GPU box, where only a few clips could be carried
         log(f"only {len(clips)} clips in {inputs_dir}: each is used under several names to make {args.videos}")
         clips = replicate(clips, args.videos, workdir / "replicas")
-    clips = clips[:args.videos]
+    clips = clips[: args.videos]
 
     from pipeline.config import IngestConfig  # import the library before any timing
     from pipeline.ingest import run_ingest  # noqa: F401
@@ -477,8 +621,10 @@ def main(argv: list[str] | None = None) -> int:
     shard_size = args.shard_size or IngestConfig.__dataclass_fields__["shard_size"].default
     defaults = ingest_config(inputs_dir, workdir, 1, args.engine, shard_size)
     src = link_sources(clips, workdir / "src")
-    log(f"{len(clips)} clips, {video_s:.1f} s of video, {sum(c.stat().st_size for c in clips) / 2**20:.1f} MiB; "
-        f"workers {args.workers}; engine {args.engine}; shard size {shard_size}; repeats {args.repeats}")
+    log(
+        f"{len(clips)} clips, {video_s:.1f} s of video, {sum(c.stat().st_size for c in clips) / 2**20:.1f} MiB; "
+        f"workers {args.workers}; engine {args.engine}; shard size {shard_size}; repeats {args.repeats}"
+    )
 
     # Warm-up: page cache, the ffmpeg binary and libraries, the ingest's worker imports.
     warm_page_cache(clips)
@@ -494,44 +640,68 @@ def main(argv: list[str] | None = None) -> int:
     background = busy_fraction()
     if background is not None:
         log(f"background load before timing: {background:.0%} of the CPUs busy")
-        report.notes.append(f"Background load just before the timed runs: {background:.0%} of all CPUs busy "
-                            f"(load average {os.getloadavg()[0]:.2f})"
-                            + ("; **other work was running, so these numbers are disturbed**."
-                               if background > 0.10 else "."))
+        report.notes.append(
+            f"Background load just before the timed runs: {background:.0%} of all CPUs busy "
+            f"(load average {os.getloadavg()[0]:.2f})"
+            + ("; **other work was running, so these numbers are disturbed**." if background > 0.10 else ".")
+        )
     if not have_cli:
-        report.notes.append("The ffmpeg command line is not installed on this machine (`shutil.which('ffmpeg')` "
-                            "is None): the floor and the CLI baselines were **skipped**; only ours was timed.")
+        report.notes.append(
+            "The ffmpeg command line is not installed on this machine (`shutil.which('ffmpeg')` "
+            "is None): the floor and the CLI baselines were **skipped**; only ours was timed."
+        )
     for _ in range(args.repeats):
         if have_cli:
             out = fresh_dir(workdir / "cli_out")
-            report.timings.append(timed("cli-default-threads", None,
-                                        lambda out=out: run_commands(cli_commands(clips, out, False, defaults), 1)))
+            report.timings.append(
+                timed(
+                    "cli-default-threads",
+                    None,
+                    lambda out=out: run_commands(cli_commands(clips, out, False, defaults), 1),
+                )
+            )
             log(f"CLI default threads, 1 at a time: {report.timings[-1].wall_s:.2f} s")
         for workers in args.workers:
             if have_cli:
-                report.timings.append(timed("floor", workers,
-                                            lambda workers=workers: run_commands([floor_command(c) for c in clips],
-                                                                                 workers)))
+                report.timings.append(
+                    timed(
+                        "floor",
+                        workers,
+                        lambda workers=workers: run_commands([floor_command(c) for c in clips], workers),
+                    )
+                )
                 log(f"floor W={workers}: {report.timings[-1].wall_s:.2f} s")
                 out = fresh_dir(workdir / "cli_out")
-                report.timings.append(timed("cli-1-thread", workers,
-                                            lambda out=out, workers=workers: run_commands(
-                                                cli_commands(clips, out, True, defaults), workers)))
+                report.timings.append(
+                    timed(
+                        "cli-1-thread",
+                        workers,
+                        lambda out=out, workers=workers: run_commands(
+                            cli_commands(clips, out, True, defaults), workers
+                        ),
+                    )
+                )
                 log(f"CLI W={workers} × 1 thread: {report.timings[-1].wall_s:.2f} s")
             config = ingest_config(src, workdir / f"ours_w{workers}", workers, args.engine, shard_size)
             holder = {}
-            timing = timed("ours", workers,
-                           lambda holder=holder, config=config: holder.setdefault("summary", run_ours(config)),
-                           note=f" ({args.engine})")
+            timing = timed(
+                "ours",
+                workers,
+                lambda holder=holder, config=config: holder.setdefault("summary", run_ours(config)),
+                note=f" ({args.engine})",
+            )
             if args.engine == "ray":
                 timing.cpu_s = None  # Ray's workers are not children of this process: their CPU is not seen
             report.timings.append(timing)
             summary = holder["summary"]
-            log(f"ours W={workers}: {timing.wall_s:.2f} s ({summary.ok} ok, {summary.failed} failed, "
-                f"{summary.shards} shards)")
+            log(
+                f"ours W={workers}: {timing.wall_s:.2f} s ({summary.ok} ok, {summary.failed} failed, "
+                f"{summary.shards} shards)"
+            )
             if summary.ok != len(clips):
-                report.notes.append(f"ours W={workers}: only {summary.ok} of {len(clips)} clips ingested "
-                                    f"({summary.failed_by_reason}).")
+                report.notes.append(
+                    f"ours W={workers}: only {summary.ok} of {len(clips)} clips ingested ({summary.failed_by_reason})."
+                )
             shutil.rmtree(config.out.parent, ignore_errors=True)
         shutil.rmtree(workdir / "cli_out", ignore_errors=True)
         if not args.no_diagnostics:
@@ -541,39 +711,44 @@ def main(argv: list[str] | None = None) -> int:
     if seen:
         others = sum(t.others_cpu_s for t in seen)
         share = others / (sum(t.wall_s for t in seen) * (os.cpu_count() or 1))
-        report.notes.append(f"Other processes used {others:.1f} CPU-s during the timed runs ({share:.0%} of the "
-                            "machine's CPU time)" + ("; **the numbers are disturbed by other work**."
-                                                    if share > 0.05 else "."))
+        report.notes.append(
+            f"Other processes used {others:.1f} CPU-s during the timed runs ({share:.0%} of the "
+            "machine's CPU time)" + ("; **the numbers are disturbed by other work**." if share > 0.05 else ".")
+        )
     if not args.no_diagnostics:
         imports = min(worker_import_s() for _ in range(2))
-        report.notes.append(f"Diagnostic: a fresh interpreter takes {imports:.2f} s (wall, best of 2) to "
-                            "`import pipeline.tasks`; every worker process that the ingest starts pays "
-                            "this once per run. The `transcode()` loop row is the per-file work alone (no worker "
-                            "processes, shards or manifests), one file after another in the benchmark's process.")
+        report.notes.append(
+            f"Diagnostic: a fresh interpreter takes {imports:.2f} s (wall, best of 2) to "
+            "`import pipeline.tasks`; every worker process that the ingest starts pays "
+            "this once per run. The `transcode()` loop row is the per-file work alone (no worker "
+            "processes, shards or manifests), one file after another in the benchmark's process."
+        )
 
     command = "python " + shlex.join([sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
     if 1 not in args.workers:
         report.notes.append("1 worker was not in --workers-list: no speedup or scaling efficiency.")
-    body = "\n".join([
-        f"Machine: {machine_line()}.",
-        "",
-        f"Command: `{command}`",
-        "",
-        f"Inputs: {report.clips} clips, {report.video_s:.1f} s of video in all "
-        f"({'ready clips from ' + str(inputs_dir) if args.inputs else 'cut from ' + str(args.sources)}; "
-        f"Kinetics-like: 10 s, {CLIP_WIDTH}×{CLIP_HEIGHT}, {CLIP_FPS} fps H.264 + AAC stereo 44.1 kHz). "
-        f"Ours: engine `{args.engine}`, shard size {shard_size}, 1 thread per worker. Wall clock "
-        f"(`time.perf_counter`), best of {args.repeats}; page cache warmed and one untimed warm-up run of each "
-        "tool first. Baseline = the faster of the two CLI arrangements (it makes the video and the 16 kHz "
-        "audio but no filterbank features). Video-s / core-s = input video seconds / (wall × workers).",
-        "",
-        summary_table(report, args.workers, have_cli),
-        "",
-        "All timed runs:",
-        "",
-        detail_table(report),
-        *(["", *[f"- {note}" for note in report.notes]] if report.notes else []),
-    ])
+    body = "\n".join(
+        [
+            f"Machine: {machine_line()}.",
+            "",
+            f"Command: `{command}`",
+            "",
+            f"Inputs: {report.clips} clips, {report.video_s:.1f} s of video in all "
+            f"({'ready clips from ' + str(inputs_dir) if args.inputs else 'cut from ' + str(args.sources)}; "
+            f"Kinetics-like: 10 s, {CLIP_WIDTH}×{CLIP_HEIGHT}, {CLIP_FPS} fps H.264 + AAC stereo 44.1 kHz). "
+            f"Ours: engine `{args.engine}`, shard size {shard_size}, 1 thread per worker. Wall clock "
+            f"(`time.perf_counter`), best of {args.repeats}; page cache warmed and one untimed warm-up run of each "
+            "tool first. Baseline = the faster of the two CLI arrangements (it makes the video and the 16 kHz "
+            "audio but no filterbank features). Video-s / core-s = input video seconds / (wall × workers).",
+            "",
+            summary_table(report, args.workers, have_cli),
+            "",
+            "All timed runs:",
+            "",
+            detail_table(report),
+            *(["", *[f"- {note}" for note in report.notes]] if report.notes else []),
+        ]
+    )
     print(f"\n## {args.section}\n\n{body}\n")
     if args.results:
         write_section(Path(args.results), args.section, body)

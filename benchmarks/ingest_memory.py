@@ -71,10 +71,45 @@ def make_long_video(path: Path, minutes: float) -> Path:
     audio = f"sine=frequency=330:sample_rate=44100:duration={seconds},volume=0.5"
     noise = f"anoisesrc=color=pink:sample_rate=44100:amplitude=0.05:duration={seconds}"
     tmp = path.with_suffix(".tmp.mp4")
-    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", video, "-f", "lavfi", "-i", audio,
-                    "-f", "lavfi", "-i", noise, "-filter_complex", "[1:a][2:a]amix=inputs=2[a]", "-map", "0:v",
-                    "-map", "[a]", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
-                    "-ac", "2", str(tmp)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-nostdin",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            video,
+            "-f",
+            "lavfi",
+            "-i",
+            audio,
+            "-f",
+            "lavfi",
+            "-i",
+            noise,
+            "-filter_complex",
+            "[1:a][2:a]amix=inputs=2[a]",
+            "-map",
+            "0:v",
+            "-map",
+            "[a]",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-ac",
+            "2",
+            str(tmp),
+        ],
+        check=True,
+    )
     tmp.rename(path)
     return path
 
@@ -83,8 +118,9 @@ def run_child(path: Path | None, minutes: float) -> Measurement:
     """Transcode ``path`` (or only import the modules, for ``None``) in a fresh process; its peak RSS."""
     started = time.perf_counter()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path) if path else ""], cwd=REPO, env=env,
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path) if path else ""], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True
+    )
     assert child.stdout is not None
     output = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
@@ -101,19 +137,25 @@ def run_child(path: Path | None, minutes: float) -> Measurement:
 
 def report(floor: Measurement, runs: list[Measurement]) -> str:
     """Markdown: one row per duration, then the slope in MB per minute."""
-    lines = ["| video | peak RSS (MB) | above the import floor (MB) | stored video (MB) | features (MB) | wall (s) |",
-             "|---|---|---|---|---|---|",
-             f"| (imports only) | {floor.peak_rss_mb:.0f} | 0 | - | - | {floor.wall_s:.1f} |"]
+    lines = [
+        "| video | peak RSS (MB) | above the import floor (MB) | stored video (MB) | features (MB) | wall (s) |",
+        "|---|---|---|---|---|---|",
+        f"| (imports only) | {floor.peak_rss_mb:.0f} | 0 | - | - | {floor.wall_s:.1f} |",
+    ]
     for run in runs:
-        lines.append(f"| {run.minutes:g} min ({run.frames} frames) | {run.peak_rss_mb:.0f} | "
-                     f"{run.peak_rss_mb - floor.peak_rss_mb:.0f} | {run.video_mb:.1f} | {run.features_mb:.1f} | "
-                     f"{run.wall_s:.1f} |")
+        lines.append(
+            f"| {run.minutes:g} min ({run.frames} frames) | {run.peak_rss_mb:.0f} | "
+            f"{run.peak_rss_mb - floor.peak_rss_mb:.0f} | {run.video_mb:.1f} | {run.features_mb:.1f} | "
+            f"{run.wall_s:.1f} |"
+        )
     if len(runs) >= 2:
         first, last = runs[0], runs[-1]
         slope = (last.peak_rss_mb - first.peak_rss_mb) / (last.minutes - first.minutes)
         lines.append("")
-        lines.append(f"Slope between {first.minutes:g} and {last.minutes:g} min: **{slope:.1f} MB per minute** of "
-                     "video (what stays in memory by design: the encoded MP4 and the float16 features).")
+        lines.append(
+            f"Slope between {first.minutes:g} and {last.minutes:g} min: **{slope:.1f} MB per minute** of "
+            "video (what stays in memory by design: the encoded MP4 and the float16 features)."
+        )
     return "\n".join(lines)
 
 
@@ -133,10 +175,12 @@ def main(argv: list[str] | None = None) -> None:
     for path, length in zip(videos, minutes, strict=True):
         runs.append(run_child(path, length))
         print(f"{length:g} min: peak RSS {runs[-1].peak_rss_mb:.0f} MB in {runs[-1].wall_s:.1f} s", flush=True)
-    body = (f"Peak resident memory of one video's transcode (`pipeline.transcode.transcode`, ingest defaults: short "
-            f"side 128, veryfast, one thread) in a fresh process, {SIZE}×{SIZE} 25 fps H.264 + 44.1 kHz stereo AAC "
-            f"test videos made with the ffmpeg command line (`python benchmarks/ingest_memory.py`).\n\n"
-            f"Machine: {machine_line()}\n\n{report(floor, runs)}")
+    body = (
+        f"Peak resident memory of one video's transcode (`pipeline.transcode.transcode`, ingest defaults: short "
+        f"side 128, veryfast, one thread) in a fresh process, {SIZE}×{SIZE} 25 fps H.264 + 44.1 kHz stereo AAC "
+        f"test videos made with the ffmpeg command line (`python benchmarks/ingest_memory.py`).\n\n"
+        f"Machine: {machine_line()}\n\n{report(floor, runs)}"
+    )
     print(body)
     if not args.no_write:
         write_section(args.results, SECTION, body)

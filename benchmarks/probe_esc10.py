@@ -61,13 +61,21 @@ def main(argv: list[str] | None = None) -> int:
     for column in ("features", *(f"fold {name}" for name in folds), "mean ± std", "dims", "clips", "wall s"):
         table.add_column(column, justify="left" if column == "features" else "right")
     for features, result in results.items():
-        table.add_row(features, *(f"{result['folds'][name]:.1%}" for name in folds),
-                      f"{result['mean_accuracy']:.1%} ± {result['std_accuracy']:.1%}", str(result["feature_dim"]),
-                      str(result["subclips"] or 1), f"{result['bench_wall_s']:.0f}")
+        table.add_row(
+            features,
+            *(f"{result['folds'][name]:.1%}" for name in folds),
+            f"{result['mean_accuracy']:.1%} ± {result['std_accuracy']:.1%}",
+            str(result["feature_dim"]),
+            str(result["subclips"] or 1),
+            f"{result['bench_wall_s']:.0f}",
+        )
     console.print(table)
     files = {result["n_files"] for result in results.values()}
-    console.print(f"files: {', '.join(map(str, sorted(files)))}; clips: 2-s sub-clips per file (1 = whole clip); "
-                  f"machine: {machine_line()}; results and confusion matrices in {args.out}/", highlight=False)
+    console.print(
+        f"files: {', '.join(map(str, sorted(files)))}; clips: 2-s sub-clips per file (1 = whole clip); "
+        f"machine: {machine_line()}; results and confusion matrices in {args.out}/",
+        highlight=False,
+    )
     return 0
 
 

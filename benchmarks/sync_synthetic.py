@@ -38,17 +38,44 @@ from trainer.downstream.sync_cli import main as sync_main  # noqa: E402
 from trainer.models import ModelSpec, build_avts  # noqa: E402
 
 FRAME_S = 0.04
-TRAIN_ARGS = ["--optimizer", "adam", "--lr", "0.001", "--width", "8", "--audio-width", "8", "--crop-size", "48",
-              "--video-time-bins", "10", "--audio-time-bins", "10", "--batch-size", "32", "--epoch-size", "1024",
-              "--audio-context", "6", "--workers", "1", "--log-every", "8", "--device", "cpu", "--plain"]
+TRAIN_ARGS = [
+    "--optimizer",
+    "adam",
+    "--lr",
+    "0.001",
+    "--width",
+    "8",
+    "--audio-width",
+    "8",
+    "--crop-size",
+    "48",
+    "--video-time-bins",
+    "10",
+    "--audio-time-bins",
+    "10",
+    "--batch-size",
+    "32",
+    "--epoch-size",
+    "1024",
+    "--audio-context",
+    "6",
+    "--workers",
+    "1",
+    "--log-every",
+    "8",
+    "--device",
+    "cpu",
+    "--plain",
+]
 
 
 def run(command: list[str], log: Path) -> None:
     """Run a CLI module to completion (CI mode, one BLAS thread), its output in ``log``; stop on failure."""
     env = {**os.environ, "CI": "true", "OMP_NUM_THREADS": "1"}
     with log.open("w") as handle:
-        status = subprocess.run([sys.executable, "-m", *command], cwd=REPO, env=env, stdout=handle,
-                                stderr=subprocess.STDOUT).returncode
+        status = subprocess.run(
+            [sys.executable, "-m", *command], cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT
+        ).returncode
     if status != 0:
         raise SystemExit(f"{' '.join(command[:1])} failed (exit {status}); see {log}")
 
@@ -56,16 +83,59 @@ def run(command: list[str], log: Path) -> None:
 def train_model(work: Path, videos: int, epochs: int) -> Path:
     """Synthetic training data, ingested at short side 64, and the small model; returns its checkpoint."""
     if not (work / "videos").is_dir():
-        run(["pipeline.synth_cli", "--out", str(work / "videos"), "--videos", str(videos), "--duration", "6",
-             "--size", "64", "--workers", "2"], work / "synth.log")
+        run(
+            [
+                "pipeline.synth_cli",
+                "--out",
+                str(work / "videos"),
+                "--videos",
+                str(videos),
+                "--duration",
+                "6",
+                "--size",
+                "64",
+                "--workers",
+                "2",
+            ],
+            work / "synth.log",
+        )
     if not (work / "shards" / "0000.tar").exists():
-        run(["pipeline.cli", "--src", str(work / "videos"), "--out", str(work / "shards"), "--engine", "processes",
-             "--workers", "2", "--shard-size", "32", "--short-side", "64", "--val-fraction", "0.08", "--plain"],
-            work / "ingest.log")
+        run(
+            [
+                "pipeline.cli",
+                "--src",
+                str(work / "videos"),
+                "--out",
+                str(work / "shards"),
+                "--engine",
+                "processes",
+                "--workers",
+                "2",
+                "--shard-size",
+                "32",
+                "--short-side",
+                "64",
+                "--val-fraction",
+                "0.08",
+                "--plain",
+            ],
+            work / "ingest.log",
+        )
     checkpoint = work / "run" / "checkpoints" / "last.pt"
     if not checkpoint.exists():
-        run(["trainer.cli", "--shards", str(work / "shards"), "--out", str(work / "run"), "--epochs", str(epochs),
-             *TRAIN_ARGS], work / "train.log")
+        run(
+            [
+                "trainer.cli",
+                "--shards",
+                str(work / "shards"),
+                "--out",
+                str(work / "run"),
+                "--epochs",
+                str(epochs),
+                *TRAIN_ARGS,
+            ],
+            work / "train.log",
+        )
     return checkpoint
 
 
@@ -76,8 +146,15 @@ def untrained_twin(checkpoint: Path, target: Path) -> Path:
     content = load_checkpoint(checkpoint)
     torch.manual_seed(content["config"].get("seed", 0))
     model = build_avts(ModelSpec.from_dict(content["model_spec"]))
-    return save_checkpoint(target, {"model_spec": content["model_spec"], "stats": content["stats"],
-                                    "model": model.state_dict(), "config": content["config"]})
+    return save_checkpoint(
+        target,
+        {
+            "model_spec": content["model_spec"],
+            "stats": content["stats"],
+            "model": model.state_dict(),
+            "config": content["config"],
+        },
+    )
 
 
 def test_files(work: Path, offsets: list[float], per_offset: int, duration: float) -> dict[float, list[Path]]:
@@ -86,9 +163,26 @@ def test_files(work: Path, offsets: list[float], per_offset: int, duration: floa
     for offset in offsets:
         folder = work / "test" / f"offset{offset:+.2f}"
         if len(list(folder.glob("*.mp4"))) < per_offset:
-            run(["pipeline.synth_cli", "--out", str(folder), "--videos", str(per_offset), "--duration", str(duration),
-                 "--size", "64", "--seed", "1", "--audio-offset", str(offset), "--workers", "2"],
-                work / "test-synth.log")
+            run(
+                [
+                    "pipeline.synth_cli",
+                    "--out",
+                    str(folder),
+                    "--videos",
+                    str(per_offset),
+                    "--duration",
+                    str(duration),
+                    "--size",
+                    "64",
+                    "--seed",
+                    "1",
+                    "--audio-offset",
+                    str(offset),
+                    "--workers",
+                    "2",
+                ],
+                work / "test-synth.log",
+            )
         files[offset] = sorted(folder.glob("*.mp4"))[:per_offset]
     return files
 
@@ -133,31 +227,58 @@ def main(argv: list[str] | None = None) -> int:
     files = test_files(args.work, args.offsets, args.per_offset, args.duration)
     sync_args = ["--range", str(args.range), "--hop", str(args.hop), "--device", args.device]
     trained = measure(checkpoint, files, args.work / "sync-trained", sync_args)
-    baseline = measure(untrained_twin(checkpoint, args.work / "untrained"), files, args.work / "sync-untrained",
-                       sync_args)
+    baseline = measure(
+        untrained_twin(checkpoint, args.work / "untrained"), files, args.work / "sync-untrained", sync_args
+    )
 
-    table = Table(title=f"avts-sync on held-out avts-synth files: found within one video frame ({FRAME_S * 1000:.0f} "
-                        f"ms), range ±{args.range} s, hop {args.hop} s, 10-ms steps")
-    for column in ("true offset s", "files", "trained: within 1 frame", "mean |error| s", "median confidence",
-                   "untrained: within 1 frame"):
+    table = Table(
+        title=f"avts-sync on held-out avts-synth files: found within one video frame ({FRAME_S * 1000:.0f} "
+        f"ms), range ±{args.range} s, hop {args.hop} s, 10-ms steps"
+    )
+    for column in (
+        "true offset s",
+        "files",
+        "trained: within 1 frame",
+        "mean |error| s",
+        "median confidence",
+        "untrained: within 1 frame",
+    ):
         table.add_column(column, justify="right")
     totals = np.zeros(3, dtype=int)
     for offset, paths in files.items():
         measured, within, error, confidence = summary([trained[str(p)] for p in paths], offset)
         _, base_within, _, _ = summary([baseline[str(p)] for p in paths], offset)
         totals += (len(paths), within, base_within)
-        table.add_row(f"{offset:+.2f}", str(len(paths)), f"{within}/{measured}", f"{error:.3f}", f"{confidence:.3f}",
-                      f"{base_within}/{len(paths)}")
+        table.add_row(
+            f"{offset:+.2f}",
+            str(len(paths)),
+            f"{within}/{measured}",
+            f"{error:.3f}",
+            f"{confidence:.3f}",
+            f"{base_within}/{len(paths)}",
+        )
     share, base_share = totals[1] / totals[0], totals[2] / totals[0]
-    table.add_row("all", str(totals[0]), f"[bold]{totals[1]}/{totals[0]} = {share:.1%}", "", "",
-                  f"{totals[2]}/{totals[0]} = {base_share:.1%}")
+    table.add_row(
+        "all",
+        str(totals[0]),
+        f"[bold]{totals[1]}/{totals[0]} = {share:.1%}",
+        "",
+        "",
+        f"{totals[2]}/{totals[0]} = {base_share:.1%}",
+    )
     console = Console(width=150)
     console.print(table)
-    config = json.loads((checkpoint.parent.parent / "config.json").read_text()) if (
-        checkpoint.parent.parent / "config.json").exists() else {}
-    console.print(f"machine: {machine_line()}; checkpoint {checkpoint}"
-                  + (f" ({config.get('epochs')} epochs × {config.get('epoch_size')} clips)" if config else "")
-                  + f"; {time.monotonic() - started:.0f} s", highlight=False)
+    config = (
+        json.loads((checkpoint.parent.parent / "config.json").read_text())
+        if (checkpoint.parent.parent / "config.json").exists()
+        else {}
+    )
+    console.print(
+        f"machine: {machine_line()}; checkpoint {checkpoint}"
+        + (f" ({config.get('epochs')} epochs × {config.get('epoch_size')} clips)" if config else "")
+        + f"; {time.monotonic() - started:.0f} s",
+        highlight=False,
+    )
     return 0
 
 

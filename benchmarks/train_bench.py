@@ -82,8 +82,9 @@ class RawClipDataset(Dataset):
                     continue
                 width, height = frame.width, frame.height
                 scale = self.short_side / min(width, height)
-                resized = frame.reformat(width=round(width * scale / 2) * 2, height=round(height * scale / 2) * 2,
-                                         format="yuv420p")
+                resized = frame.reformat(
+                    width=round(width * scale / 2) * 2, height=round(height * scale / 2) * 2, format="yuv420p"
+                )
                 frames.append(resized.to_ndarray())
                 if len(frames) == VIDEO_FPS:
                     break
@@ -91,8 +92,9 @@ class RawClipDataset(Dataset):
             frames.append(frames[-1])
         y, u, v = square_crop(np.stack(frames), rng)
         fbank = self._features(path)
-        feats, valid, offset = audio_context(fbank, round(start_s * VIDEO_FPS) * FEATURES_PER_FRAME,
-                                             self.context_frames, rng)
+        feats, valid, offset = audio_context(
+            fbank, round(start_s * VIDEO_FPS) * FEATURES_PER_FRAME, self.context_frames, rng
+        )
         return Example(path.name, y, u, v, feats, valid, offset)
 
     @staticmethod
@@ -120,8 +122,9 @@ def make_setup(args: argparse.Namespace, device: torch.device) -> Setup:
     if device.type == "cuda":
         model.video.to(memory_format=torch.channels_last_3d)
     optimizer = build_optimizer(model.parameters(), "sgd", lr=0.01, momentum=0.9, weight_decay=1e-4)
-    settings = InputSettings(args.crop, (1.0, 0.875, 0.75, 0.66),
-                             AudioNormalizer([0.0] * 40, [1.0] * 40, device), PairSampler())
+    settings = InputSettings(
+        args.crop, (1.0, 0.875, 0.75, 0.66), AudioNormalizer([0.0] * 40, [1.0] * 40, device), PairSampler()
+    )
     return Setup(model, optimizer, settings, torch.Generator(device).manual_seed(0), device)
 
 
@@ -158,9 +161,13 @@ def synthetic_batches(args: argparse.Namespace, device: torch.device):
         y=torch.randint(0, 256, (b, VIDEO_FPS, side, side), dtype=torch.uint8, device=device),
         u=torch.randint(0, 256, (b, VIDEO_FPS, side // 2, side // 2), dtype=torch.uint8, device=device),
         v=torch.randint(0, 256, (b, VIDEO_FPS, side // 2, side // 2), dtype=torch.uint8, device=device),
-        feats=torch.randn(b, context, 40, device=device).half(), valid=torch.full((b,), context, device=device),
-        clip_start=torch.full((b,), context // 2 - 50, device=device), video_id=torch.arange(b, device=device),
-        keys=["synthetic"] * b, worker=0)
+        feats=torch.randn(b, context, 40, device=device).half(),
+        valid=torch.full((b,), context, device=device),
+        clip_start=torch.full((b,), context // 2 - 50, device=device),
+        video_id=torch.arange(b, device=device),
+        keys=["synthetic"] * b,
+        worker=0,
+    )
     while True:
         yield batch
 
@@ -178,8 +185,13 @@ def loader_only(batches, count: int) -> float:
 def stage_times(setup: Setup, batches, steps: int = 10) -> dict[str, float]:
     """Milliseconds per step of each stage, with a device sync between stages."""
     iterator = iter(batches)
-    totals = {"wait for batch": 0.0, "host→device": 0.0, "augment": 0.0, "pair sampling": 0.0,
-              "forward+backward+step": 0.0}
+    totals = {
+        "wait for batch": 0.0,
+        "host→device": 0.0,
+        "augment": 0.0,
+        "pair sampling": 0.0,
+        "forward+backward+step": 0.0,
+    }
     for step in range(steps + 2):
         marks = [time.perf_counter()]
         batch = next(iterator)
@@ -221,15 +233,32 @@ def main(argv: list[str] | None = None) -> int:
     context = round(args.audio_context * 100)
     from trainer.shardlist import expand_shards
 
-    spec = LoaderSpec(expand_shards(args.shards), args.batch_size, VIDEO_FPS, context, seed=0, workers=args.workers,
-                      shuffle_buffer=200, training=True, resampled=True, pin_memory=device.type == "cuda")
+    spec = LoaderSpec(
+        expand_shards(args.shards),
+        args.batch_size,
+        VIDEO_FPS,
+        context,
+        seed=0,
+        workers=args.workers,
+        shuffle_buffer=200,
+        training=True,
+        resampled=True,
+        pin_memory=device.type == "cuda",
+    )
     raw_files = sorted(p for p in args.raw.iterdir() if p.is_file())
 
     def mapstyle_loader() -> DataLoader:
-        return DataLoader(RawClipDataset(raw_files, args.short_side, context), batch_size=args.batch_size,
-                          shuffle=False, num_workers=args.workers, collate_fn=collate,
-                          pin_memory=device.type == "cuda", prefetch_factor=4, persistent_workers=False,
-                          worker_init_fn=one_math_thread)
+        return DataLoader(
+            RawClipDataset(raw_files, args.short_side, context),
+            batch_size=args.batch_size,
+            shuffle=False,
+            num_workers=args.workers,
+            collate_fn=collate,
+            pin_memory=device.type == "cuda",
+            prefetch_factor=4,
+            persistent_workers=False,
+            worker_init_fn=one_math_thread,
+        )
 
     setup = make_setup(args, device)
     results: dict[str, float] = {}
@@ -244,8 +273,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.reset_peak_memory_stats(device)
     measure("shards", lambda: timed_training(setup, build_loader(spec, 0), args.steps, args.warmup))
     memory_gib = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    measure("mapstyle", lambda: timed_training(setup, mapstyle_loader(), max(args.steps // 3, 5),
-                                               max(args.warmup // 3, 2)))
+    measure(
+        "mapstyle", lambda: timed_training(setup, mapstyle_loader(), max(args.steps // 3, 5), max(args.warmup // 3, 2))
+    )
     loader_count = max(args.steps, 20)
     measure("shards loader only", lambda: loader_only(build_loader(spec, 0), loader_count))
     measure("mapstyle loader only", lambda: loader_only(mapstyle_loader(), max(loader_count // 4, 5)))

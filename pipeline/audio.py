@@ -70,9 +70,11 @@ class AudioTiming:
 
     def within(self, start: int, end: int) -> AudioTiming:
         """The gaps and overlaps that fall in grid samples ``[start, end)``, cut to it."""
+
         def cut(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
             kept = [(max(s, start), min(s + n, end) - max(s, start)) for s, n in spans]
             return [(s, n) for s, n in kept if n > 0]
+
         return AudioTiming(cut(self.gaps), cut(self.overlaps), self.max_drift, self.untimed_frames)
 
     @property
@@ -121,7 +123,7 @@ class StreamingFilterbank:
             pending = np.concatenate(self._pending)
             done = 0
             while len(pending) - done >= block_samples:
-                self._rows.append(_filterbank_block(pending[done:done + block_samples]).astype(self._dtype))
+                self._rows.append(_filterbank_block(pending[done : done + block_samples]).astype(self._dtype))
                 done += BLOCK_ROWS * SAMPLES_PER_FEATURE
             self._pending = [pending[done:]]
             self._pending_samples = len(pending) - done
@@ -141,8 +143,15 @@ class StreamingFilterbank:
 
 
 def _filterbank_block(emphasized: np.ndarray) -> np.ndarray:
-    return logfbank(emphasized, samplerate=AUDIO_SAMPLE_RATE, winlen=FBANK_WINDOW_S, winstep=FBANK_STEP_S,
-                    nfilt=FBANK_FILTERS, nfft=FBANK_NFFT, preemph=0)
+    return logfbank(
+        emphasized,
+        samplerate=AUDIO_SAMPLE_RATE,
+        winlen=FBANK_WINDOW_S,
+        winstep=FBANK_STEP_S,
+        nfilt=FBANK_FILTERS,
+        nfft=FBANK_NFFT,
+        preemph=0,
+    )
 
 
 class AudioCollector:
@@ -180,8 +189,15 @@ def log_filterbank(signal: np.ndarray) -> np.ndarray:
 
     The reference the streaming path (:class:`StreamingFilterbank`) is tested against.
     """
-    return logfbank(signal, samplerate=AUDIO_SAMPLE_RATE, winlen=FBANK_WINDOW_S, winstep=FBANK_STEP_S,
-                    nfilt=FBANK_FILTERS, nfft=FBANK_NFFT, preemph=PREEMPHASIS)
+    return logfbank(
+        signal,
+        samplerate=AUDIO_SAMPLE_RATE,
+        winlen=FBANK_WINDOW_S,
+        winstep=FBANK_STEP_S,
+        nfilt=FBANK_FILTERS,
+        nfft=FBANK_NFFT,
+        preemph=PREEMPHASIS,
+    )
 
 
 @functools.cache

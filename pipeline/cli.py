@@ -18,7 +18,8 @@ def parse_args(argv: list[str] | None) -> IngestConfig:
     parser = argparse.ArgumentParser(
         prog="avts-ingest",
         description="Decode videos into AVTS WebDataset shards (25 fps H.264 + log filterbank audio features) "
-                    "with parquet manifests and normalization stats. Reruns resume.")
+        "with parquet manifests and normalization stats. Reruns resume.",
+    )
     add_config_arguments(parser, IngestConfig)
     return config_from_args(IngestConfig, parser.parse_args(argv), parser)
 

@@ -149,8 +149,9 @@ def stats_subset_size(ingested_train_videos: int, fraction: float) -> int:
     return min(ingested_train_videos, max(1, round(fraction * ingested_train_videos)))
 
 
-def plan_shards(src: Path, files: list[Path], shard_size: int, val_fraction: float, seed: int,
-                splits: SplitTable | None = None) -> list[ShardJob]:
+def plan_shards(
+    src: Path, files: list[Path], shard_size: int, val_fraction: float, seed: int, splits: SplitTable | None = None
+) -> list[ShardJob]:
     """Assign every file to a shard: train, val and test separately, in key order, ``shard_size`` per shard.
 
     The split is the key hash's (train or val), or with ``splits`` the split files' (train or test; the files
@@ -167,11 +168,13 @@ def plan_shards(src: Path, files: list[Path], shard_size: int, val_fraction: flo
     if duplicates:
         raise ValueError(f"key collision for {sorted(duplicates)}; rename the files")
     order = stats_order([e[0] for e in entries if e[4] == TRAIN], seed)
-    items = sorted((VideoItem(key, path, rel, label, split, order.get(key))
-                    for key, path, rel, label, split in entries), key=lambda item: item.key)
+    items = sorted(
+        (VideoItem(key, path, rel, label, split, order.get(key)) for key, path, rel, label, split in entries),
+        key=lambda item: item.key,
+    )
     jobs: list[ShardJob] = []
     for split in (TRAIN, VAL, TEST):
         chosen = [item for item in items if item.split == split]
         for index, start in enumerate(range(0, len(chosen), shard_size)):
-            jobs.append(ShardJob(shard_name(split, index), split, tuple(chosen[start:start + shard_size])))
+            jobs.append(ShardJob(shard_name(split, index), split, tuple(chosen[start : start + shard_size])))
     return jobs

@@ -62,9 +62,12 @@ def run_ingest(config: IngestConfig, console: Console | None = None) -> IngestSu
                 stack.enter_context(locked(folder))
             remote = [folder for folder in (config.out, config.manifest_dir) if storage.is_remote(folder)]
             if remote:
-                console.print(f"note: {' and '.join(dict.fromkeys(remote))} on object storage cannot be locked: "
-                              "nothing stops a second avts-ingest writing there at the same time; run one job "
-                              "per prefix", highlight=False)
+                console.print(
+                    f"note: {' and '.join(dict.fromkeys(remote))} on object storage cannot be locked: "
+                    "nothing stops a second avts-ingest writing there at the same time; run one job "
+                    "per prefix",
+                    highlight=False,
+                )
             try:
                 summary = ingest_locked(config, console)
             except BaseException:
@@ -80,10 +83,13 @@ def run_ingest(config: IngestConfig, console: Console | None = None) -> IngestSu
         raise
     except OSError as error:
         if error.errno == errno.ENOSPC:
-            raise IngestError(f"no space left on device ({error.filename or 'while writing'}): free some space and "
-                              "rerun the same command; complete shards are kept and resumed") from None
-        if isinstance(error, (PermissionError, ConnectionError)) and (config.out_is_remote
-                                                                      or config.manifests_are_remote):
+            raise IngestError(
+                f"no space left on device ({error.filename or 'while writing'}): free some space and "
+                "rerun the same command; complete shards are kept and resumed"
+            ) from None
+        if isinstance(error, (PermissionError, ConnectionError)) and (
+            config.out_is_remote or config.manifests_are_remote
+        ):
             raise IngestError(str(error)) from None  # avts.storage's message names the URL and what to check
         raise
 
@@ -99,8 +105,10 @@ def clean_up(config: IngestConfig, console: Console, quiet: bool) -> None:
             remove_temporaries(folder)
         except OSError as error:
             if not quiet:
-                console.print(f"[bold yellow]warning: could not clean up unfinished uploads under {folder}: "
-                              f"{error}", highlight=False)
+                console.print(
+                    f"[bold yellow]warning: could not clean up unfinished uploads under {folder}: {error}",
+                    highlight=False,
+                )
 
 
 def ingest_locked(config: IngestConfig, console: Console) -> IngestSummary:
@@ -121,8 +129,9 @@ def ingest_locked(config: IngestConfig, console: Console) -> IngestSummary:
     parts = list(finished.values())
     failed_rows: list[VideoRow] = []
     failed_shards = 0
-    with CountProgress("ingest", sum(len(job.items) for job in jobs), "videos", console=console,
-                       plain=config.plain) as bar:
+    with CountProgress(
+        "ingest", sum(len(job.items) for job in jobs), "videos", console=console, plain=config.plain
+    ) as bar:
         bar.already_done(sum(len(p.videos) for p in parts), sum(r.status == FAILED for p in parts for r in p.videos))
         engine = start_engine(config) if todo else None
         try:
@@ -144,11 +153,12 @@ def ingest_locked(config: IngestConfig, console: Console) -> IngestSummary:
     videos, shards = write_tables(config.manifest_dir, parts, failed_rows + skipped)
     summary = summarize(videos, shards, len(finished), failed_shards, time.monotonic() - started)
     if summary.ok == 0:
-        raise IngestError(f"nothing was ingested from {len(files)} files; see the reasons in "
-                          f"{storage.join(config.manifest_dir, 'videos.parquet')}: {summary.failed_by_reason}")
+        raise IngestError(
+            f"nothing was ingested from {len(files)} files; see the reasons in "
+            f"{storage.join(config.manifest_dir, 'videos.parquet')}: {summary.failed_by_reason}"
+        )
     if subset:
-        combine(parts, subset, config.stats_fraction, config.seed).save(storage.join(config.manifest_dir,
-                                                                                     "stats.json"))
+        combine(parts, subset, config.stats_fraction, config.seed).save(storage.join(config.manifest_dir, "stats.json"))
     return summary
 
 
@@ -167,9 +177,13 @@ def read_splits(config: IngestConfig, files: list[Path], console: Console) -> tu
 
 def choose_stats_subset(parts: list[ShardPart], fraction: float) -> set[str]:
     """The first ``fraction`` of the ingested training videos in the seeded stats order."""
-    ranked = sorted((row.stats_rank, row.key) for part in parts for row in part.videos
-                    if row.status == OK and row.stats_rank is not None)
-    return {key for _, key in ranked[:stats_subset_size(len(ranked), fraction)]}
+    ranked = sorted(
+        (row.stats_rank, row.key)
+        for part in parts
+        for row in part.videos
+        if row.status == OK and row.stats_rank is not None
+    )
+    return {key for _, key in ranked[: stats_subset_size(len(ranked), fraction)]}
 
 
 def prepare_output(config: IngestConfig, jobs: list[ShardJob]) -> None:
@@ -195,11 +209,16 @@ def warn_about_plan(jobs: list[ShardJob], discovery: Discovery, console: Console
     """Say, before the work starts, what was passed over and whether anything goes to training."""
     if discovery.skipped:
         reasons = Counter(entry.reason.split(":", 1)[0] for entry in discovery.skipped)
-        console.print("passed over (rows with status 'skipped' in videos.parquet): "
-                      + ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items())), highlight=False)
+        console.print(
+            "passed over (rows with status 'skipped' in videos.parquet): "
+            + ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items())),
+            highlight=False,
+        )
     if jobs and not any(job.split == TRAIN for job in jobs):
-        console.print("[bold yellow]warning: no video goes to training (every one is in the validation or test "
-                      "split): there will be no training shards and no stats.json")
+        console.print(
+            "[bold yellow]warning: no video goes to training (every one is in the validation or test "
+            "split): there will be no training shards and no stats.json"
+        )
 
 
 def completed_part(config: IngestConfig, job: ShardJob, present: set[str]) -> ShardPart | None:
@@ -227,13 +246,22 @@ def rows_for_failed_shard(event: ShardDone) -> list[VideoRow]:
     return [video_row(item, FAILED, reason="shard not written", detail=detail) for item in event.job.items]
 
 
-def summarize(videos: pd.DataFrame, shards: pd.DataFrame, resumed: int, failed_shards: int,
-              elapsed_s: float) -> IngestSummary:
+def summarize(
+    videos: pd.DataFrame, shards: pd.DataFrame, resumed: int, failed_shards: int, elapsed_s: float
+) -> IngestSummary:
     """Counts, failure reasons, hours and bytes from the final tables."""
     ok = videos[videos.status == OK]
     failed = videos[videos.status == FAILED]
     return IngestSummary(
-        videos=len(videos), ok=len(ok), failed=len(failed), skipped=int((videos.status == SKIPPED).sum()),
+        videos=len(videos),
+        ok=len(ok),
+        failed=len(failed),
+        skipped=int((videos.status == SKIPPED).sum()),
         failed_by_reason=dict(Counter(reason or "unknown" for reason in failed.reason)),
-        hours=float(ok.duration_s.sum()) / 3600, shards=len(shards), bytes=int(shards.bytes.sum()),
-        resumed_shards=resumed, failed_shards=failed_shards, elapsed_s=elapsed_s)
+        hours=float(ok.duration_s.sum()) / 3600,
+        shards=len(shards),
+        bytes=int(shards.bytes.sum()),
+        resumed_shards=resumed,
+        failed_shards=failed_shards,
+        elapsed_s=elapsed_s,
+    )

@@ -82,9 +82,18 @@ class VideoRow:
     audible: bool = True
 
 
-def video_row(item: VideoItem, status: str, *, source: SourceInfo | None = None, reason: str | None = None,
-              detail: str | None = None, shard: str | None = None, duration_s: float | None = None,
-              decode_errors: int = 0, facts: IngestFacts | None = None) -> VideoRow:
+def video_row(
+    item: VideoItem,
+    status: str,
+    *,
+    source: SourceInfo | None = None,
+    reason: str | None = None,
+    detail: str | None = None,
+    shard: str | None = None,
+    duration_s: float | None = None,
+    decode_errors: int = 0,
+    facts: IngestFacts | None = None,
+) -> VideoRow:
     """The manifest row of ``item``: what the plan knows, plus what transcoding learned."""
     info = source or SourceInfo()
     learned = facts or IngestFacts()
@@ -92,19 +101,53 @@ def video_row(item: VideoItem, status: str, *, source: SourceInfo | None = None,
         source_bytes = item.path.stat().st_size
     except OSError:
         source_bytes = 0
-    return VideoRow(key=item.key, path=item.relpath, label=item.label, split=item.split, status=status,
-                    reason=reason, detail=detail or None, duration_s=duration_s, fps=info.fps, width=info.width,
-                    height=info.height, has_audio=info.has_audio, audio_sample_rate=info.audio_sample_rate,
-                    audio_channels=info.audio_channels, shard=shard, in_stats_subset=False,
-                    source_bytes=source_bytes, decode_errors=decode_errors, stats_rank=item.stats_rank,
-                    source_duration_s=info.duration_s, audio_stream=info.audio_stream, **asdict(learned))
+    return VideoRow(
+        key=item.key,
+        path=item.relpath,
+        label=item.label,
+        split=item.split,
+        status=status,
+        reason=reason,
+        detail=detail or None,
+        duration_s=duration_s,
+        fps=info.fps,
+        width=info.width,
+        height=info.height,
+        has_audio=info.has_audio,
+        audio_sample_rate=info.audio_sample_rate,
+        audio_channels=info.audio_channels,
+        shard=shard,
+        in_stats_subset=False,
+        source_bytes=source_bytes,
+        decode_errors=decode_errors,
+        stats_rank=item.stats_rank,
+        source_duration_s=info.duration_s,
+        audio_stream=info.audio_stream,
+        **asdict(learned),
+    )
 
 
 def skipped_row(relpath: str, reason: str, key: str, label: str | None = None) -> VideoRow:
     """The manifest row of something under the source that is not ingested on purpose."""
-    return VideoRow(key=key, path=relpath, label=label, split=None, status=SKIPPED, reason=reason, detail=None,
-                    duration_s=None, fps=None, width=None, height=None, has_audio=None, audio_sample_rate=None,
-                    audio_channels=None, shard=None, in_stats_subset=False, source_bytes=0)
+    return VideoRow(
+        key=key,
+        path=relpath,
+        label=label,
+        split=None,
+        status=SKIPPED,
+        reason=reason,
+        detail=None,
+        duration_s=None,
+        fps=None,
+        width=None,
+        height=None,
+        has_audio=None,
+        audio_sample_rate=None,
+        audio_channels=None,
+        shard=None,
+        in_stats_subset=False,
+        source_bytes=0,
+    )
 
 
 @dataclass(frozen=True)
@@ -139,8 +182,9 @@ class ShardPart:
         """Parse a part file."""
         raw = json.loads(data)
         moments = {key: (list(value[0]), list(value[1]), int(value[2])) for key, value in raw["moments"].items()}
-        return cls(record=ShardRecord(**raw["record"]), videos=[VideoRow(**row) for row in raw["videos"]],
-                   moments=moments)
+        return cls(
+            record=ShardRecord(**raw["record"]), videos=[VideoRow(**row) for row in raw["videos"]], moments=moments
+        )
 
 
 def part_path(manifest_dir: str | Path, shard: str) -> str:

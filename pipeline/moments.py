@@ -24,5 +24,6 @@ def combine(parts: list[ShardPart], keys: set[str], fraction: float, seed: int) 
     frames = sum(m[2] for m in moments)
     mean = total / frames
     std = np.sqrt(np.maximum(total_sq / frames - mean**2, 0.0))
-    return FeatureStats(mean=mean.tolist(), std=std.tolist(), frames=frames, videos=len(moments),
-                        fraction=fraction, seed=seed)
+    return FeatureStats(
+        mean=mean.tolist(), std=std.tolist(), frames=frames, videos=len(moments), fraction=fraction, seed=seed
+    )

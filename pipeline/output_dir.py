@@ -58,8 +58,10 @@ def locked(folder: Path) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
-            raise OutputError(f"another avts-ingest (pid {holder}) is writing {folder}; wait for it to finish, "
-                              "or write to another folder") from None
+            raise OutputError(
+                f"another avts-ingest (pid {holder}) is writing {folder}; wait for it to finish, "
+                "or write to another folder"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
@@ -70,8 +72,9 @@ def locked(folder: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def claim(out: str | Path, manifests: str | Path, settings: dict[str, Any], overwrite: bool,
-          allow_other_files: bool) -> bool:
+def claim(
+    out: str | Path, manifests: str | Path, settings: dict[str, Any], overwrite: bool, allow_other_files: bool
+) -> bool:
     """Check that ``out`` and ``manifests`` (folders or URLs) may be written with ``settings``; record the binding.
 
     Returns whether ``out`` already carried this tool's marker (its shard-named files are then ours).
@@ -82,31 +85,42 @@ def claim(out: str | Path, manifests: str | Path, settings: dict[str, Any], over
     record = read_json(storage.join(manifests, SETTINGS_FILE))
     if marker is not None and marker.get("manifests") != relative(manifests, out):
         named = locate(out, str(marker.get("manifests", "?")))
-        raise OutputError(f"the shards in {out} belong to the manifests in {named}, not {manifests}: pass "
-                          f"--manifests {named}, or write to another --out")
+        raise OutputError(
+            f"the shards in {out} belong to the manifests in {named}, not {manifests}: pass "
+            f"--manifests {named}, or write to another --out"
+        )
     if record is not None and record.get("shards") is not None and record["shards"] != relative(out, manifests):
-        raise OutputError(f"the manifests in {manifests} describe the shards in "
-                          f"{locate(manifests, str(record['shards']))}, not {out}: pass another --manifests for "
-                          "these shards")
+        raise OutputError(
+            f"the manifests in {manifests} describe the shards in "
+            f"{locate(manifests, str(record['shards']))}, not {out}: pass another --manifests for "
+            "these shards"
+        )
     if not overwrite:
         for previous in (marker, record):
             if previous is not None and previous.get("settings", settings) != settings:
                 old = previous["settings"]
                 changed = sorted(k for k in set(settings) | set(old) if old.get(k) != settings.get(k))
-                raise OutputError(f"{out} holds shards made with other settings ({', '.join(changed)}); rerun with "
-                                  "the same settings to resume, or pass --overwrite to start over")
+                raise OutputError(
+                    f"{out} holds shards made with other settings ({', '.join(changed)}); rerun with "
+                    "the same settings to resume, or pass --overwrite to start over"
+                )
     names = [storage.basename(entry) for entry in storage.listdir(out)]
     others = sorted(name for name in names if not is_ours(name) and name not in TOLERATED)
     if others and not allow_other_files:
         shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
-        raise OutputError(f"{out} holds files that avts-ingest did not write ({shown}); choose an empty or new "
-                          "--out, or pass --allow-other-files (they are left alone)")
+        raise OutputError(
+            f"{out} holds files that avts-ingest did not write ({shown}); choose an empty or new "
+            "--out, or pass --allow-other-files (they are left alone)"
+        )
     if marker is None and any(SHARD_NAME.match(name) for name in names):
-        raise OutputError(f"{out} holds shard-named files that avts-ingest did not write (no {MARKER}); they would "
-                          "be overwritten: move them away or choose another --out")
+        raise OutputError(
+            f"{out} holds shard-named files that avts-ingest did not write (no {MARKER}); they would "
+            "be overwritten: move them away or choose another --out"
+        )
     write_json(storage.join(out, MARKER), {"tool": TOOL, "manifests": relative(manifests, out), "settings": settings})
-    write_json(storage.join(manifests, SETTINGS_FILE), {"tool": TOOL, "shards": relative(out, manifests),
-                                                        "settings": settings})
+    write_json(
+        storage.join(manifests, SETTINGS_FILE), {"tool": TOOL, "shards": relative(out, manifests), "settings": settings}
+    )
     return marker is not None
 
 

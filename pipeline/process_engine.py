@@ -88,8 +88,9 @@ class _Worker:
 class ProcessEngine:
     """Transcodes videos and writes shards in ``workers`` local processes."""
 
-    def __init__(self, workers: int, settings: EncodeSettings, output: ShardOutput, retries: int,
-                 env: dict[str, str]) -> None:
+    def __init__(
+        self, workers: int, settings: EncodeSettings, output: ShardOutput, retries: int, env: dict[str, str]
+    ) -> None:
         self._context = multiprocessing.get_context("spawn")
         self._env = env
         self._settings, self._output, self._retries = settings, output, retries
@@ -195,7 +196,9 @@ class ProcessEngine:
         task = self._tasks[task_id]
         if task.attempts > self._retries:
             del self._tasks[task_id]
-            self._finished[task_id] = (False, WorkerDied(f"worker died (exit code {code}) in each of "
-                                                         f"{task.attempts} attempts"))
+            self._finished[task_id] = (
+                False,
+                WorkerDied(f"worker died (exit code {code}) in each of {task.attempts} attempts"),
+            )
         else:
             self._waiting.appendleft(task_id)

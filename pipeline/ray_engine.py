@@ -34,8 +34,9 @@ class RayEngine:
         try:
             import ray
         except ImportError as error:
-            raise ImportError("Ray is not installed: `pip install 'ray[default]'`, or use --engine processes") \
-                from error
+            raise ImportError(
+                "Ray is not installed: `pip install 'ray[default]'`, or use --engine processes"
+            ) from error
         self._ray: Any = ray  # untyped use: Ray's stubs do not know handles are ObjectRefs
         self._started_here = not ray.is_initialized()
         self._watchdog: subprocess.Popen[bytes] | None = None
@@ -44,8 +45,9 @@ class RayEngine:
                 join_cluster(ray, address, env)
             else:
                 self._watchdog = start_embedded(ray, config.workers * config.threads_per_worker, env)
-        self._transcode: Any = ray.remote(num_cpus=config.threads_per_worker, max_retries=config.task_retries,
-                                     num_returns=2)(transcode_split)
+        self._transcode: Any = ray.remote(
+            num_cpus=config.threads_per_worker, max_retries=config.task_retries, num_returns=2
+        )(transcode_split)
         # writers spread over the nodes (their I/O too); they need no core of their own
         self._write = ray.remote(num_cpus=0, max_retries=config.task_retries, scheduling_strategy="SPREAD")(write_shard)
         self._settings = ray.put(config.encode_settings())

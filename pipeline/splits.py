@@ -91,15 +91,19 @@ def read_split_files(paths: Sequence[Path]) -> SplitTable:
     if len(datasets) > 1:
         raise SplitFileError("split files of UCF101 and HMDB51 given together; pass the files of one data set")
     if len(numbers) > 1:
-        raise SplitFileError(f"split files of different splits ({', '.join(map(str, sorted(numbers)))}) given "
-                             "together: train and test videos of different splits would mix; pass one split's files")
+        raise SplitFileError(
+            f"split files of different splits ({', '.join(map(str, sorted(numbers)))}) given "
+            "together: train and test videos of different splits would mix; pass one split's files"
+        )
     collected: dict[tuple[str, str | None], Listing] = {}
     for path in paths:
         for key, listing in parse_split_file(path):
             earlier = collected.setdefault((key, listing.folder), listing)
             if earlier.split != listing.split:
-                raise SplitFileError(f"{listing.origin} puts {key!r} in {listing.split or 'unused'} but "
-                                     f"{earlier.origin} puts it in {earlier.split or 'unused'}")
+                raise SplitFileError(
+                    f"{listing.origin} puts {key!r} in {listing.split or 'unused'} but "
+                    f"{earlier.origin} puts it in {earlier.split or 'unused'}"
+                )
     listings: dict[str, list[Listing]] = defaultdict(list)
     for (key, _), listing in sorted(collected.items(), key=lambda item: (item[0][0], item[0][1] or "")):
         listings[key].append(listing)
@@ -114,8 +118,10 @@ def split_file_kind(path: Path) -> tuple[str, int]:
         return UCF101, int(match.group(2))
     if (match := _HMDB_LIST.match(path.name)) is not None:
         return HMDB51, int(match.group(2))
-    raise SplitFileError(f"{path} is not a split file: expected UCF101's trainlistNN.txt / testlistNN.txt or "
-                         "HMDB51's <class>_test_splitN.txt (the names the data sets ship them with)")
+    raise SplitFileError(
+        f"{path} is not a split file: expected UCF101's trainlistNN.txt / testlistNN.txt or "
+        "HMDB51's <class>_test_splitN.txt (the names the data sets ship them with)"
+    )
 
 
 def parse_split_file(path: Path) -> list[tuple[str, Listing]]:
@@ -163,9 +169,11 @@ class SplitReport:
         """One line for the log."""
         reasons = Counter(row.reason for row in self.skipped)
         left_out = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items())) or "none"
-        return (f"{table.dataset} split {table.number}: {self.counts.get(TRAIN, 0)} train and "
-                f"{self.counts.get(TEST, 0)} test videos; files left out: {left_out}; "
-                f"listed videos not found under the source: {self.not_found}")
+        return (
+            f"{table.dataset} split {table.number}: {self.counts.get(TRAIN, 0)} train and "
+            f"{self.counts.get(TEST, 0)} test videos; files left out: {left_out}; "
+            f"listed videos not found under the source: {self.not_found}"
+        )
 
 
 def match_files(src: Path, files: list[Path], table: SplitTable) -> SplitReport:
@@ -182,7 +190,9 @@ def match_files(src: Path, files: list[Path], table: SplitTable) -> SplitReport:
         counts[split] += 1
         matched.add(name_key(relpath))
     if not counts:
-        raise SplitFileError(f"none of the {len(files)} files under {src} is a train or test video of the "
-                             f"{table.dataset} split files (is --src the folder that holds the class folders?)")
+        raise SplitFileError(
+            f"none of the {len(files)} files under {src} is a train or test video of the "
+            f"{table.dataset} split files (is --src the folder that holds the class folders?)"
+        )
     listed = {key for key, found in table.listings.items() if any(f.split is not None for f in found)}
     return SplitReport(dict(counts), skipped, len(listed - matched))

@@ -71,24 +71,38 @@ class SynthConfig:
     min_gap: float = option(0.25, help="shortest time between event onsets, seconds")
     max_gap: float = option(0.7, help="longest time between event onsets, seconds")
     event: float = option(0.12, help="duration of one event (flash and tone burst), seconds")
-    audio_offset: float = option(0.0, help="shift of the sound against the picture, seconds; positive: the audio "
-                                           "is late (lags the video). Stored in the metadata")
-    classes: int | None = option(None, help="put the videos into this many class folders class_XX/, the class "
-                                            "setting the disc's hue family and the tone's pitch band (unset: no "
-                                            "classes, one folder)")
+    audio_offset: float = option(
+        0.0,
+        help="shift of the sound against the picture, seconds; positive: the audio "
+        "is late (lags the video). Stored in the metadata",
+    )
+    classes: int | None = option(
+        None,
+        help="put the videos into this many class folders class_XX/, the class "
+        "setting the disc's hue family and the tone's pitch band (unset: no "
+        "classes, one folder)",
+    )
 
     def __post_init__(self) -> None:
-        validate([
-            (self.videos >= 0 and self.workers >= 1, "need --videos ≥ 0 and --workers ≥ 1"),
-            (self.size >= 16 and self.size % 4 == 0,
-             f"--size must be a multiple of 4 and at least 16, not {self.size}"),
-            (0 < self.event < self.min_gap <= self.max_gap,
-             "need 0 < --event < --min-gap ≤ --max-gap, so that events do not overlap"),
-            (self.duration > 0 and self.fps > 0 and self.sample_rate > 0,
-             "--duration, --fps and --sample-rate must be positive"),
-            (abs(self.audio_offset) < self.duration, "--audio-offset must be shorter than --duration"),
-            (self.classes is None or 1 <= self.classes <= MAX_CLASSES, f"--classes must be in 1..{MAX_CLASSES}"),
-        ])
+        validate(
+            [
+                (self.videos >= 0 and self.workers >= 1, "need --videos ≥ 0 and --workers ≥ 1"),
+                (
+                    self.size >= 16 and self.size % 4 == 0,
+                    f"--size must be a multiple of 4 and at least 16, not {self.size}",
+                ),
+                (
+                    0 < self.event < self.min_gap <= self.max_gap,
+                    "need 0 < --event < --min-gap ≤ --max-gap, so that events do not overlap",
+                ),
+                (
+                    self.duration > 0 and self.fps > 0 and self.sample_rate > 0,
+                    "--duration, --fps and --sample-rate must be positive",
+                ),
+                (abs(self.audio_offset) < self.duration, "--audio-offset must be shorter than --duration"),
+                (self.classes is None or 1 <= self.classes <= MAX_CLASSES, f"--classes must be in 1..{MAX_CLASSES}"),
+            ]
+        )
 
     def class_of(self, index: int) -> int | None:
         """The class of video ``index`` (None without ``classes``)."""
@@ -210,7 +224,7 @@ def _render_audio(config: SynthConfig, scene: _Scene, rng: np.random.Generator) 
     for start, end in _event_samples(config, [t + config.audio_offset for t in scene.events]):
         first, last = max(start, 0), min(end, len(audio))
         if first < last:
-            audio[first:last] += burst[first - start:last - start]
+            audio[first:last] += burst[first - start : last - start]
     return audio.astype(np.float32)
 
 

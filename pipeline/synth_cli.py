@@ -18,7 +18,8 @@ def parse_args(argv: list[str] | None = None) -> SynthConfig:
     parser = argparse.ArgumentParser(
         prog="avts-synth",
         description="Generate MP4 videos (H.264 + AAC) in which a visual and a sound event happen together at random "
-                    "times, for smoke tests and for checking that training learns audio-visual synchronization.")
+        "times, for smoke tests and for checking that training learns audio-visual synchronization.",
+    )
     add_config_arguments(parser, SynthConfig)
     return config_from_args(SynthConfig, parser.parse_args(argv), parser)
 
@@ -31,8 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     with CountProgress("generating", config.videos, "videos", console=console) as bar:
         paths = generate(config, lambda done: bar.advance(done - bar.done))
     size = sum(path.stat().st_size for path in paths)
-    Console().print(f"{len(paths)} videos, {len(paths) * config.duration:.0f} s of video, {size / 1e6:.1f} MB "
-                    f"in {config.out}, {time.monotonic() - start:.1f} s elapsed", highlight=False)
+    Console().print(
+        f"{len(paths)} videos, {len(paths) * config.duration:.0f} s of video, {size / 1e6:.1f} MB "
+        f"in {config.out}, {time.monotonic() - start:.1f} s elapsed",
+        highlight=False,
+    )
     return 0
 
 

@@ -46,14 +46,37 @@ def transcode_video(item: VideoItem, settings: EncodeSettings) -> VideoResult:
     try:
         done = transcode(item, settings)
     except MediaError as error:
-        return VideoResult(VideoReport(video_row(item, FAILED, source=error.source, reason=error.reason,
-                                                 detail=error.detail, decode_errors=error.decode_errors), None), None)
+        return VideoResult(
+            VideoReport(
+                video_row(
+                    item,
+                    FAILED,
+                    source=error.source,
+                    reason=error.reason,
+                    detail=error.detail,
+                    decode_errors=error.decode_errors,
+                ),
+                None,
+            ),
+            None,
+        )
     except Exception as error:
-        return VideoResult(VideoReport(video_row(item, FAILED, reason="internal error",
-                                                 detail=f"{type(error).__name__}: {error}"), None), None)
+        return VideoResult(
+            VideoReport(
+                video_row(item, FAILED, reason="internal error", detail=f"{type(error).__name__}: {error}"), None
+            ),
+            None,
+        )
     moments = fbank_moments(done.sample.fbank) if item.stats_rank is not None else None
-    row = video_row(item, OK, source=done.source, duration_s=done.sample.meta.duration_s,
-                    decode_errors=done.decode_errors, facts=done.facts, detail=done.damage)
+    row = video_row(
+        item,
+        OK,
+        source=done.source,
+        duration_s=done.sample.meta.duration_s,
+        decode_errors=done.decode_errors,
+        facts=done.facts,
+        detail=done.damage,
+    )
     return VideoResult(VideoReport(row, moments), sample_tar_bytes(done.sample))
 
 

@@ -118,8 +118,11 @@ def pick_audio_stream(container: av.container.InputContainer) -> av.AudioStream 
 
 def declared_end_s(container: av.container.InputContainer, streams: list[av.stream.Stream]) -> float | None:
     """Where the container says the chosen streams end (source seconds), or None if it does not say."""
-    ends = [float((stream.start_time or 0) * stream.time_base + stream.duration * stream.time_base)
-            for stream in streams if stream.duration and stream.time_base is not None]
+    ends = [
+        float((stream.start_time or 0) * stream.time_base + stream.duration * stream.time_base)
+        for stream in streams
+        if stream.duration and stream.time_base is not None
+    ]
     if len(ends) == len(streams):
         return max(ends)
     if container.duration:
@@ -127,8 +130,9 @@ def declared_end_s(container: av.container.InputContainer, streams: list[av.stre
     return max(ends) if ends else None
 
 
-def source_info(container: av.container.InputContainer, video: av.VideoStream | None,
-                audio: av.AudioStream | None) -> SourceInfo:
+def source_info(
+    container: av.container.InputContainer, video: av.VideoStream | None, audio: av.AudioStream | None
+) -> SourceInfo:
     """Source frame rate, size, audio facts and declared duration from the stream headers."""
     return SourceInfo(
         fps=float(video.average_rate) if video is not None and video.average_rate else None,
@@ -150,8 +154,10 @@ def transcode(item: VideoItem, settings: EncodeSettings) -> Transcoded:
         try:
             if video_stream is None:
                 pictures = any(is_attached_picture(stream) for stream in container.streams.video)
-                raise MediaError("no video stream", ("audio only (cover art)" if pictures else "audio only")
-                                 if audio_stream is not None else "")
+                raise MediaError(
+                    "no video stream",
+                    ("audio only (cover art)" if pictures else "audio only") if audio_stream is not None else "",
+                )
             if audio_stream is None and not settings.keep_without_audio:
                 raise MediaError("no audio stream")
             return _transcode_streams(item, settings, container, video_stream, audio_stream, info)
@@ -189,8 +195,13 @@ class Decoded:
     audio: StreamCoverage
 
 
-def decode_streams(container: av.container.InputContainer, video_stream: av.VideoStream,
-                   audio_stream: av.AudioStream | None, video: VideoResampler, audio: AudioTrack) -> Decoded:
+def decode_streams(
+    container: av.container.InputContainer,
+    video_stream: av.VideoStream,
+    audio_stream: av.AudioStream | None,
+    video: VideoResampler,
+    audio: AudioTrack,
+) -> Decoded:
     """Demux and decode both streams into their subsamplers; returns the errors met and the streams' coverage.
 
     Like the ffmpeg command line, a corrupt packet is skipped rather than ending the file, and a container
@@ -232,8 +243,9 @@ def decode_streams(container: av.container.InputContainer, video_stream: av.Vide
     return decoded
 
 
-def damage_of(container: av.container.InputContainer, streams: list[av.stream.Stream],
-              decoded: Decoded) -> tuple[str, str] | None:
+def damage_of(
+    container: av.container.InputContainer, streams: list[av.stream.Stream], decoded: Decoded
+) -> tuple[str, str] | None:
     """``(reason, detail)`` when the file is truncated or lost too much mid-file, else None."""
     declared = declared_end_s(container, streams)
     ends = [c.end for c in (decoded.video, decoded.audio) if c.end is not None]
@@ -248,9 +260,14 @@ def damage_of(container: av.container.InputContainer, streams: list[av.stream.St
     return None
 
 
-def _transcode_streams(item: VideoItem, settings: EncodeSettings, container: av.container.InputContainer,
-                       video_stream: av.VideoStream, audio_stream: av.AudioStream | None,
-                       info: SourceInfo) -> Transcoded:
+def _transcode_streams(
+    item: VideoItem,
+    settings: EncodeSettings,
+    container: av.container.InputContainer,
+    video_stream: av.VideoStream,
+    audio_stream: av.AudioStream | None,
+    info: SourceInfo,
+) -> Transcoded:
     streams: list[av.stream.Stream] = [stream for stream in (video_stream, audio_stream) if stream is not None]
     for stream in streams:
         stream.codec_context.thread_count = settings.threads
@@ -264,9 +281,16 @@ def _transcode_streams(item: VideoItem, settings: EncodeSettings, container: av.
         raise
 
 
-def _finish(item: VideoItem, settings: EncodeSettings, container: av.container.InputContainer,
-            streams: list[av.stream.Stream], video: VideoResampler, audio: AudioTrack, decoded: Decoded,
-            info: SourceInfo) -> Transcoded:
+def _finish(
+    item: VideoItem,
+    settings: EncodeSettings,
+    container: av.container.InputContainer,
+    streams: list[av.stream.Stream],
+    video: VideoResampler,
+    audio: AudioTrack,
+    decoded: Decoded,
+    info: SourceInfo,
+) -> Transcoded:
     errors = decoded.errors
     try:
         encoded = video.finish()
@@ -294,32 +318,63 @@ def _finish(item: VideoItem, settings: EncodeSettings, container: av.container.I
         info = replace(info, width=info.height, height=info.width)
     facts = ingest_facts(placed, damage, decoded)
     meta = SampleMeta(
-        key=item.key, source=item.relpath, label=item.label,
-        duration_s=encoded.frames / VIDEO_FPS, source_start_s=encoded.start_s, frames=encoded.frames,
+        key=item.key,
+        source=item.relpath,
+        label=item.label,
+        duration_s=encoded.frames / VIDEO_FPS,
+        source_start_s=encoded.start_s,
+        frames=encoded.frames,
         fps=info.fps or 0.0,
-        width=info.width or 0, height=info.height or 0, stored_width=encoded.width, stored_height=encoded.height,
-        audio_sample_rate=info.audio_sample_rate or 0, audio_channels=info.audio_channels or 0,
-        audio_pad_s=placed.pad_samples / AUDIO_SAMPLE_RATE, mp3=settings.mp3, audio_stream=info.audio_stream,
+        width=info.width or 0,
+        height=info.height or 0,
+        stored_width=encoded.width,
+        stored_height=encoded.height,
+        audio_sample_rate=info.audio_sample_rate or 0,
+        audio_channels=info.audio_channels or 0,
+        audio_pad_s=placed.pad_samples / AUDIO_SAMPLE_RATE,
+        mp3=settings.mp3,
+        audio_stream=info.audio_stream,
         **asdict(facts),
     )
     sample = Sample(item.key, encoded.data, placed.fbank, meta)
     return Transcoded(sample, info, len(errors), facts, f"{damage[0]}: {damage[1]}" if damage else None)
 
 
-def _without_audio(item: VideoItem, settings: EncodeSettings, encoded: EncodedVideo, decoded: Decoded,
-                   damage: tuple[str, str] | None, info: SourceInfo, rotation: float) -> Transcoded:
+def _without_audio(
+    item: VideoItem,
+    settings: EncodeSettings,
+    encoded: EncodedVideo,
+    decoded: Decoded,
+    damage: tuple[str, str] | None,
+    info: SourceInfo,
+    rotation: float,
+) -> Transcoded:
     """The sample of a video kept without (audible) audio: its features are those of silence."""
     if round(rotation) % 180 != 0:
         info = replace(info, width=info.height, height=info.width)
-    facts = IngestFacts(truncated=damage is not None and damage[0] == "truncated",
-                        lost_s=round(max(decoded.video.lost_s, decoded.audio.lost_s), 3), audible=False)
+    facts = IngestFacts(
+        truncated=damage is not None and damage[0] == "truncated",
+        lost_s=round(max(decoded.video.lost_s, decoded.audio.lost_s), 3),
+        audible=False,
+    )
     frames = feature_frames_for(encoded.frames)
     meta = SampleMeta(
-        key=item.key, source=item.relpath, label=item.label,
-        duration_s=encoded.frames / VIDEO_FPS, source_start_s=encoded.start_s, frames=encoded.frames,
-        fps=info.fps or 0.0, width=info.width or 0, height=info.height or 0, stored_width=encoded.width,
-        stored_height=encoded.height, audio_sample_rate=info.audio_sample_rate or 0,
-        audio_channels=info.audio_channels or 0, audio_pad_s=0.0, mp3=settings.mp3, audio_stream=info.audio_stream,
+        key=item.key,
+        source=item.relpath,
+        label=item.label,
+        duration_s=encoded.frames / VIDEO_FPS,
+        source_start_s=encoded.start_s,
+        frames=encoded.frames,
+        fps=info.fps or 0.0,
+        width=info.width or 0,
+        height=info.height or 0,
+        stored_width=encoded.width,
+        stored_height=encoded.height,
+        audio_sample_rate=info.audio_sample_rate or 0,
+        audio_channels=info.audio_channels or 0,
+        audio_pad_s=0.0,
+        mp3=settings.mp3,
+        audio_stream=info.audio_stream,
         **asdict(facts),
     )
     fbank = np.broadcast_to(silent_features(), (frames, FBANK_FILTERS)).astype(FBANK_DTYPE)
@@ -331,8 +386,10 @@ def ingest_facts(placed: AudioResult, damage: tuple[str, str] | None, decoded: D
     """The manifest's account of how the audio was placed and what was damaged."""
     timing = placed.timing
     return IngestFacts(
-        audio_gaps=len(timing.gaps), audio_gap_s=timing.gap_samples / AUDIO_SAMPLE_RATE,
-        audio_overlaps=len(timing.overlaps), audio_overlap_s=timing.overlap_samples / AUDIO_SAMPLE_RATE,
+        audio_gaps=len(timing.gaps),
+        audio_gap_s=timing.gap_samples / AUDIO_SAMPLE_RATE,
+        audio_overlaps=len(timing.overlaps),
+        audio_overlap_s=timing.overlap_samples / AUDIO_SAMPLE_RATE,
         audio_drift_ms=round(1000 * timing.max_drift / AUDIO_SAMPLE_RATE, 3),
         truncated=damage is not None and damage[0] == "truncated",
         lost_s=round(max(decoded.video.lost_s, decoded.audio.lost_s), 3),

@@ -52,8 +52,7 @@ def x264_options(preset: str, crf: int, gop: int) -> dict[str, str]:
 
 def short_side_scale(short_side: int) -> str:
     """``scale`` filter arguments that make the short side ``short_side`` and keep the aspect ratio (even)."""
-    return (f"w='if(gt(iw,ih),-2,{short_side})':h='if(gt(iw,ih),{short_side},-2)'"
-            ":flags=bilinear")
+    return f"w='if(gt(iw,ih),-2,{short_side})':h='if(gt(iw,ih),{short_side},-2)':flags=bilinear"
 
 
 class VideoResampler:
@@ -102,17 +101,23 @@ class VideoResampler:
         self._muxer.mux(self._stream.encode(None))
         width, height = self._stream.width, self._stream.height
         self._muxer.close()
-        return EncodedVideo(self._buffer.getvalue(), self._frames, float(self._first_pts * _OUTPUT_TIME_BASE), width,
-                            height)
+        return EncodedVideo(
+            self._buffer.getvalue(), self._frames, float(self._first_pts * _OUTPUT_TIME_BASE), width, height
+        )
 
     def _build_graph(self, frame: av.VideoFrame) -> av.filter.Graph:
         self.rotation = float(frame.rotation or 0)
         graph = av.filter.Graph()
         graph.threads = self._threads  # the default (one per core) only adds contention between workers
-        nodes = [graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
-                                  time_base=frame.time_base)]
-        chain = [("fps", f"{VIDEO_FPS}"), *rotation_filters(self.rotation),
-                 ("scale", short_side_scale(self._short_side)), ("format", "yuv420p")]
+        nodes = [
+            graph.add_buffer(width=frame.width, height=frame.height, format=frame.format, time_base=frame.time_base)
+        ]
+        chain = [
+            ("fps", f"{VIDEO_FPS}"),
+            *rotation_filters(self.rotation),
+            ("scale", short_side_scale(self._short_side)),
+            ("format", "yuv420p"),
+        ]
         nodes += [graph.add(name, args) for name, args in chain]
         nodes.append(graph.add("buffersink"))
         graph.link_nodes(*nodes).configure()

@@ -23,30 +23,80 @@ def real_clips() -> Path:
     """The folder of real video clips (never modified)."""
     folder = SHARED_DATA / "real_clips"
     if not folder.is_dir():
-        pytest.skip(f"optional real clips not found at {folder} (set AVTS_SHARED_DATA to a folder holding "
-                    "real_clips/ to run this test)")
+        pytest.skip(
+            f"optional real clips not found at {folder} (set AVTS_SHARED_DATA to a folder holding "
+            "real_clips/ to run this test)"
+        )
     return folder
 
 
-def run_cli(module: str, *args: str, timeout: float = 600, env: dict[str, str] | None = None
-            ) -> subprocess.CompletedProcess:
+def run_cli(
+    module: str, *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run ``python -m <module> args`` and return the finished process (output captured as text)."""
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=REPO, env={**os.environ, "CI": "true", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env={**os.environ, "CI": "true", **(env or {})},
+    )
 
 
-def make_av_clip(target: Path, seconds: float, *, width: int = 454, height: int = 256, fps: str = "25",
-                 sample_rate: int = 16000, channels: int = 1, seed: int = 0, extra: tuple[str, ...] = ()) -> Path:
+def make_av_clip(
+    target: Path,
+    seconds: float,
+    *,
+    width: int = 454,
+    height: int = 256,
+    fps: str = "25",
+    sample_rate: int = 16000,
+    channels: int = 1,
+    seed: int = 0,
+    extra: tuple[str, ...] = (),
+) -> Path:
     """A camera-like test clip made with the ffmpeg command line: moving test pattern (H.264) and a loud,
     varying sound (AAC: a tone that changes pitch every second over noise), different for each ``seed``."""
     pitch = 220 + 40 * (seed % 17)
     video = f"testsrc2=size={width}x{height}:rate={fps}:duration={seconds}"
-    audio = (f"aevalsrc='0.4*sin(2*PI*({pitch}+60*mod(floor(t)+{seed},5))*t)+0.05*(random(0)-0.5)':"
-             f"s={sample_rate}:d={seconds}")
+    audio = (
+        f"aevalsrc='0.4*sin(2*PI*({pitch}+60*mod(floor(t)+{seed},5))*t)+0.05*(random(0)-0.5)':"
+        f"s={sample_rate}:d={seconds}"
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", video, "-f", "lavfi", "-i", audio,
-                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-ac",
-                    str(channels), *extra, "-shortest", str(target)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-nostdin",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            video,
+            "-f",
+            "lavfi",
+            "-i",
+            audio,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-ac",
+            str(channels),
+            *extra,
+            "-shortest",
+            str(target),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return target
 
 
@@ -64,7 +114,22 @@ def synth_videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def train_shards(synth_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Shards ingested from :func:`synth_videos`: ``<root>/shards`` and ``<root>/manifests``."""
     root = tmp_path_factory.mktemp("train_data")
-    result = run_cli("pipeline.cli", "--src", str(synth_videos), "--out", str(root / "shards"), "--workers", "2",
-                     "--engine", "processes", "--shard-size", "2", "--val-fraction", "0.25", "--short-side", "64")
+    result = run_cli(
+        "pipeline.cli",
+        "--src",
+        str(synth_videos),
+        "--out",
+        str(root / "shards"),
+        "--workers",
+        "2",
+        "--engine",
+        "processes",
+        "--shard-size",
+        "2",
+        "--val-fraction",
+        "0.25",
+        "--short-side",
+        "64",
+    )
     assert result.returncode == 0, result.stderr
     return root

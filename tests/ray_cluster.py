@@ -23,8 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 RAY = str(Path(sys.executable).with_name("ray"))
-FAST_HEALTH_CHECKS = {"RAY_health_check_initial_delay_ms": "0", "RAY_health_check_period_ms": "500",
-                      "RAY_health_check_timeout_ms": "500", "RAY_health_check_failure_threshold": "3"}
+FAST_HEALTH_CHECKS = {
+    "RAY_health_check_initial_delay_ms": "0",
+    "RAY_health_check_period_ms": "500",
+    "RAY_health_check_timeout_ms": "500",
+    "RAY_health_check_failure_threshold": "3",
+}
 
 
 def free_ports(count: int) -> list[int]:
@@ -46,7 +50,7 @@ def parents() -> dict[int, int]:
         if entry.name.isdigit():
             with contextlib.suppress(OSError, ValueError):
                 stat = (entry / "stat").read_text()
-                fields = stat[stat.rindex(")") + 2:].split()
+                fields = stat[stat.rindex(")") + 2 :].split()
                 if fields[0] != "Z":
                     found[int(entry.name)] = (int(fields[1]), int(fields[2]))
     return found
@@ -86,8 +90,14 @@ class LocalRayCluster:
         self.folder = folder  # short: Ray's unix socket paths are limited to 107 bytes
         self.folder.mkdir(parents=True, exist_ok=True)
         self.env = {name: value for name, value in os.environ.items() if not name.startswith("RAY_")}
-        self.env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
-                         "RAY_USAGE_STATS_ENABLED": "0", **FAST_HEALTH_CHECKS})
+        self.env.update(
+            {
+                "RAY_AUTH_MODE": "token",
+                "RAY_AUTH_TOKEN": secrets.token_hex(32),
+                "RAY_USAGE_STATS_ENABLED": "0",
+                **FAST_HEALTH_CHECKS,
+            }
+        )
         self.nodes: list[Node] = []
         self.address = ""
         self._worker_ports = 21000
@@ -95,25 +105,60 @@ class LocalRayCluster:
     def start(self, name: str, cpus: int, resources: dict[str, float] | None = None) -> Node:
         """Start the head (first call) or a node joining it."""
         manager, objects, agent, agent_http, runtime_env, metrics = free_ports(6)
-        args = [RAY, "start", "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus),
-                "--object-store-memory", str(100 * 2**20), "--node-manager-port", str(manager),
-                "--object-manager-port", str(objects), "--dashboard-agent-grpc-port", str(agent),
-                "--dashboard-agent-listen-port", str(agent_http), "--runtime-env-agent-port", str(runtime_env),
-                "--metrics-export-port", str(metrics), "--min-worker-port", str(self._worker_ports),
-                "--max-worker-port", str(self._worker_ports + 99), "--disable-usage-stats"]
+        args = [
+            RAY,
+            "start",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--num-cpus",
+            str(cpus),
+            "--object-store-memory",
+            str(100 * 2**20),
+            "--node-manager-port",
+            str(manager),
+            "--object-manager-port",
+            str(objects),
+            "--dashboard-agent-grpc-port",
+            str(agent),
+            "--dashboard-agent-listen-port",
+            str(agent_http),
+            "--runtime-env-agent-port",
+            str(runtime_env),
+            "--metrics-export-port",
+            str(metrics),
+            "--min-worker-port",
+            str(self._worker_ports),
+            "--max-worker-port",
+            str(self._worker_ports + 99),
+            "--disable-usage-stats",
+        ]
         self._worker_ports += 100
         if resources:
             args += ["--resources", json.dumps(resources)]
         if not self.nodes:
             gcs, client = free_ports(2)
-            args += ["--head", "--port", str(gcs), "--include-dashboard=false", "--ray-client-server-port",
-                     str(client), "--temp-dir", str(self.folder / "ray")]
+            args += [
+                "--head",
+                "--port",
+                str(gcs),
+                "--include-dashboard=false",
+                "--ray-client-server-port",
+                str(client),
+                "--temp-dir",
+                str(self.folder / "ray"),
+            ]
         else:
             args += ["--address", self.address]
         log = self.folder / f"{name}.log"
         with log.open("wb") as handle:
-            process = subprocess.Popen(args, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
+            process = subprocess.Popen(
+                args,
+                env=self.env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         node = Node(name, process.pid)
         self.nodes.append(node)
         if process.wait(timeout=120) != 0:

@@ -27,7 +27,7 @@ def clicks(length: int, at: list[int]) -> np.ndarray:
     signal = np.random.default_rng(0).normal(0, 30, length)
     burst = 8000 * np.sin(2 * np.pi * 1000 * np.arange(80) / 16000)
     for start in at:
-        signal[start:start + 80] += burst
+        signal[start : start + 80] += burst
     return signal
 
 
@@ -35,7 +35,7 @@ def speechlike(length: int, seed: int) -> np.ndarray:
     """An int16-valued signal with loud, quiet and exactly silent stretches."""
     rng = np.random.default_rng(seed)
     signal = np.round(rng.normal(0, 3000, length) * np.repeat(rng.uniform(0, 1, length // 800 + 1), 800)[:length])
-    signal[length // 3:length // 3 + 4000] = 0
+    signal[length // 3 : length // 3 + 4000] = 0
     return signal
 
 
@@ -109,8 +109,9 @@ class Recorder:
         return np.concatenate(self.pieces) if self.pieces else np.zeros(0)
 
 
-def placed(frames: Sequence[tuple[np.ndarray, int | None, bool]], source_frame: int = 1024
-           ) -> tuple[np.ndarray, AudioTimeline]:
+def placed(
+    frames: Sequence[tuple[np.ndarray, int | None, bool]], source_frame: int = 1024
+) -> tuple[np.ndarray, AudioTimeline]:
     """Run frames ``(samples, timestamp position, after_loss)`` through a timeline into an open window."""
     out = Recorder()
     window = VideoClockWindow(out)
@@ -137,14 +138,17 @@ def test_contiguous_frames_with_small_jitter_are_joined_end_to_end() -> None:
 
 
 def test_a_jump_forward_after_lost_packets_becomes_silence_at_the_right_place() -> None:
-    frames = [(ramp(0), 0, False), (ramp(1024), 1024, False),
-              (ramp(1024 * 5), 1024 * 5, True),  # three frames lost to undecodable packets
-              (ramp(1024 * 6), 1024 * 6, False)]
+    frames = [
+        (ramp(0), 0, False),
+        (ramp(1024), 1024, False),
+        (ramp(1024 * 5), 1024 * 5, True),  # three frames lost to undecodable packets
+        (ramp(1024 * 6), 1024 * 6, False),
+    ]
     signal, timeline = placed(frames)
     assert len(signal) == 1024 * 7
     assert np.array_equal(signal[:2048], np.arange(2048))
-    assert not signal[2048:1024 * 5].any()  # silence where the audio is missing
-    assert np.array_equal(signal[1024 * 5:], np.arange(1024 * 5, 1024 * 7))  # on time after the gap
+    assert not signal[2048 : 1024 * 5].any()  # silence where the audio is missing
+    assert np.array_equal(signal[1024 * 5 :], np.arange(1024 * 5, 1024 * 7))  # on time after the gap
     assert timeline.timing.gaps == [(2048, 3 * 1024)]
 
 
@@ -177,8 +181,11 @@ def test_vorbis_like_stamps_up_to_a_frame_off_are_jitter() -> None:
 
 
 def test_timestamps_going_back_drop_the_repeated_audio() -> None:
-    frames = [(ramp(0), 0, False), (ramp(1024), 1024, False),
-              (ramp(1024, 2048), 1024, False)]  # the second frame's audio again, then new audio
+    frames = [
+        (ramp(0), 0, False),
+        (ramp(1024), 1024, False),
+        (ramp(1024, 2048), 1024, False),
+    ]  # the second frame's audio again, then new audio
     signal, timeline = placed(frames)
     assert np.array_equal(signal, np.arange(3072))
     assert timeline.timing.overlaps == [(1024, 1024)] and timeline.timing.overlap_samples == 1024

@@ -30,8 +30,9 @@ from pipeline.transcode import MediaError, Transcoded, pick_audio_stream, transc
 from tests.conftest import make_av_clip
 
 WIDTH, HEIGHT = 160, 96
-SETTINGS = EncodeSettings(short_side=64, crf=23, preset="ultrafast", mp3=False, mp3_bitrate=64_000, min_duration=2.5,
-                          threads=1)
+SETTINGS = EncodeSettings(
+    short_side=64, crf=23, preset="ultrafast", mp3=False, mp3_bitrate=64_000, min_duration=2.5, threads=1
+)
 SILENT_ROW = float(np.log(np.finfo(float).eps))  # python_speech_features' log filterbank of exact silence
 
 
@@ -42,8 +43,22 @@ def ffmpeg(*args: str | Path) -> None:
 
 def audio_packets(path: Path) -> list[dict]:
     """Position, size and time of every audio packet, from ffprobe."""
-    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
-                          "packet=pts_time,pos,size", "-of", "json", str(path)], capture_output=True, check=True)
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "packet=pts_time,pos,size",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        check=True,
+    )
     return json.loads(out.stdout)["packets"]
 
 
@@ -55,7 +70,7 @@ def corrupt_audio_packets(src: Path, dst: Path, from_s: float, count: int, seed:
     assert len(chosen) == count
     for packet in chosen:
         position, size = int(packet["pos"]), int(packet["size"])
-        data[position:position + size] = rng.randbytes(size)
+        data[position : position + size] = rng.randbytes(size)
     dst.write_bytes(bytes(data))
 
 
@@ -63,7 +78,7 @@ def overwrite_middle(src: Path, dst: Path, size: int, seed: int = 7) -> None:
     """Copy ``src`` with ``size`` random bytes written over its middle (what bit rot or a bad copy does)."""
     data = bytearray(src.read_bytes())
     middle = len(data) // 2
-    data[middle:middle + size] = random.Random(seed).randbytes(size)
+    data[middle : middle + size] = random.Random(seed).randbytes(size)
     dst.write_bytes(bytes(data))
 
 
@@ -84,12 +99,13 @@ def joined_end_to_end(path: Path, video_start_s: float, frames: int, mp3: bool =
     needed = audio_samples_for(frames)
     offset = round((video_start_s - collector.start_s) * AUDIO_SAMPLE_RATE)
     lead = min(-offset, needed) if offset < 0 else 0
-    body = signal[max(offset, 0):max(offset, 0) + needed - lead]
+    body = signal[max(offset, 0) : max(offset, 0) + needed - lead]
     aligned = np.concatenate([np.zeros(lead), body, np.zeros(needed - lead - len(body))])
     if mp3:
         aligned = mp3_round_trip_in_one_piece(aligned)
-    return logfbank(aligned, samplerate=AUDIO_SAMPLE_RATE, winlen=0.02, winstep=0.01, nfilt=40,
-                    nfft=1024).astype(np.float16)
+    return logfbank(aligned, samplerate=AUDIO_SAMPLE_RATE, winlen=0.02, winstep=0.01, nfilt=40, nfft=1024).astype(
+        np.float16
+    )
 
 
 def mp3_round_trip_in_one_piece(signal: np.ndarray) -> np.ndarray:
@@ -108,19 +124,20 @@ def mp3_round_trip_in_one_piece(signal: np.ndarray) -> np.ndarray:
     encoded.seek(0)
     resampler = av.AudioResampler(format="s16", layout="mono", rate=AUDIO_SAMPLE_RATE)
     with av.open(encoded) as demuxer:
-        decoded = [out.to_ndarray().reshape(-1) for frame in demuxer.decode(audio=0)
-                   for out in resampler.resample(frame)]
-    joined = np.concatenate(decoded).astype(np.float64)[:len(signal)]
+        decoded = [
+            out.to_ndarray().reshape(-1) for frame in demuxer.decode(audio=0) for out in resampler.resample(frame)
+        ]
+    joined = np.concatenate(decoded).astype(np.float64)[: len(signal)]
     return np.concatenate([joined, np.zeros(len(signal) - len(joined))])
 
 
 def lag_rows(features: np.ndarray, reference: np.ndarray, rows: range) -> int:
     """The shift (feature rows) that best matches ``features[rows]`` to ``reference``: content at row r of
     ``features`` is at row r + lag of ``reference``."""
-    mine = features[rows.start:rows.stop].astype(np.float32)
+    mine = features[rows.start : rows.stop].astype(np.float32)
     ref = reference.astype(np.float32)
     lags = range(-min(150, rows.start), min(150, len(ref) - rows.stop) + 1)
-    errors = [np.abs(mine - ref[rows.start + lag:rows.stop + lag]).mean() for lag in lags]
+    errors = [np.abs(mine - ref[rows.start + lag : rows.stop + lag]).mean() for lag in lags]
     return lags[int(np.argmin(errors))]
 
 
@@ -132,8 +149,12 @@ AFTER = range(560, 800)  # 5.6-8.0 s: after it
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     work = tmp_path_factory.mktemp("audio_timing")
     ref = make_av_clip(work / "ref.mp4", 10.0, width=WIDTH, height=HEIGHT)
-    made = {"ref": ref, "ref_44k_stereo": make_av_clip(work / "ref44.mp4", 6.0, width=WIDTH, height=HEIGHT,
-                                                      sample_rate=44100, channels=2, seed=3)}
+    made = {
+        "ref": ref,
+        "ref_44k_stereo": make_av_clip(
+            work / "ref44.mp4", 6.0, width=WIDTH, height=HEIGHT, sample_rate=44100, channels=2, seed=3
+        ),
+    }
     made["ref_mkv"] = work / "ref.mkv"
     ffmpeg("-i", ref, "-c", "copy", made["ref_mkv"])
     made["gap"] = work / "gap.mkv"  # exactly the issue's reproduction
@@ -151,8 +172,9 @@ def reference(clips: dict[str, Path]) -> Transcoded:
 
 
 @pytest.mark.parametrize("name", ["ref", "ref_44k_stereo", "ref_mkv"])
-def test_clean_clip_features_are_exactly_those_of_joining_the_frames_end_to_end(clips: dict[str, Path],
-                                                                               name: str) -> None:
+def test_clean_clip_features_are_exactly_those_of_joining_the_frames_end_to_end(
+    clips: dict[str, Path], name: str
+) -> None:
     done = run(clips[name])
     meta = done.sample.meta
     expected = joined_end_to_end(clips[name], meta.source_start_s, meta.frames)
@@ -165,8 +187,9 @@ def test_clean_clip_features_after_the_mp3_round_trip_are_unchanged(clips: dict[
     done = run(clips["ref"], mp3=True)
     meta = done.sample.meta
     assert meta.mp3
-    assert np.array_equal(done.sample.fbank, joined_end_to_end(clips["ref"], meta.source_start_s, meta.frames,
-                                                                mp3=True))
+    assert np.array_equal(
+        done.sample.fbank, joined_end_to_end(clips["ref"], meta.source_start_s, meta.frames, mp3=True)
+    )
 
 
 def test_gap_mkv_from_the_issue_is_placed_by_its_timestamps(clips: dict[str, Path], reference: Transcoded) -> None:
@@ -186,12 +209,15 @@ def test_gap_mkv_from_the_issue_is_placed_by_its_timestamps(clips: dict[str, Pat
     assert abs(lag_rows(joined, ref, AFTER) - before - FEATURE_RATE) <= 5
 
 
-def test_corrupt_aac_packets_fail_by_default_and_are_placed_when_kept(clips: dict[str, Path],
-                                                                     reference: Transcoded) -> None:
+def test_corrupt_aac_packets_fail_by_default_and_are_placed_when_kept(
+    clips: dict[str, Path], reference: Transcoded
+) -> None:
     with pytest.raises(MediaError) as failed:
         run(clips["aac16"])
     assert (failed.value.reason, failed.value.detail) == (
-        "corrupt", "1.0 s lost mid-file to undecodable data (16 bad packets)")
+        "corrupt",
+        "1.0 s lost mid-file to undecodable data (16 bad packets)",
+    )
     done = run(clips["aac16"], keep_truncated=True)
     assert done.decode_errors == 16
     assert done.damage == "corrupt: 1.0 s lost mid-file to undecodable data (16 bad packets)"
@@ -209,8 +235,9 @@ def test_garbage_mid_file_is_placed_when_kept(clips: dict[str, Path], reference:
     detail = re.fullmatch(r"(\d\.\d) s lost mid-file to undecodable data \((\d+) bad packets\)", failed.value.detail)
     assert failed.value.reason == "corrupt" and detail, failed.value.detail
     done = run(clips["garbage"], keep_truncated=True)
-    assert done.decode_errors == int(detail.group(2)) and done.facts.lost_s == pytest.approx(float(detail.group(1)),
-                                                                                              abs=0.05)
+    assert done.decode_errors == int(detail.group(2)) and done.facts.lost_s == pytest.approx(
+        float(detail.group(1)), abs=0.05
+    )
     assert done.facts.audio_gaps >= 1 and done.facts.lost_s > 0.5
     ref = reference.sample.fbank
     assert lag_rows(done.sample.fbank, ref, BEFORE) == 0 and lag_rows(done.sample.fbank, ref, AFTER) == 0

@@ -45,9 +45,11 @@ def test_evaluation_crop_is_the_centre_and_normalized(frames: list[av.VideoFrame
     clip = video_input(y, u, v, out_size=64, scales=(1.0,), train=False)
     assert clip.shape == (1, 3, 25, 64, 64)
     rgb = clip * torch.tensor(VIDEO_STD).view(1, 3, 1, 1, 1) + torch.tensor(VIDEO_MEAN).view(1, 3, 1, 1, 1)
-    centre = yuv_to_rgb(y[:, :, 32:96, 32:96].float(), u[:, :, 16:48, 16:48].float().repeat_interleave(2, -2)
-                        .repeat_interleave(2, -1), v[:, :, 16:48, 16:48].float().repeat_interleave(2, -2)
-                        .repeat_interleave(2, -1))
+    centre = yuv_to_rgb(
+        y[:, :, 32:96, 32:96].float(),
+        u[:, :, 16:48, 16:48].float().repeat_interleave(2, -2).repeat_interleave(2, -1),
+        v[:, :, 16:48, 16:48].float().repeat_interleave(2, -2).repeat_interleave(2, -1),
+    )
     assert (rgb - centre).abs().mean() < 0.02  # the same pixels (chroma interpolated instead of repeated)
 
 

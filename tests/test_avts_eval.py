@@ -44,19 +44,36 @@ from trainer.step import InputSettings
 CPU = torch.device("cpu")
 
 
-def tiny_checkpoint(folder: Path, *, declared_width: int | None = None, sync_head: bool = False,
-                    stats: Path | None = None) -> Path:
+def tiny_checkpoint(
+    folder: Path, *, declared_width: int | None = None, sync_head: bool = False, stats: Path | None = None
+) -> Path:
     """An untrained tiny checkpoint as `avts-train` writes it (``declared_width``: a spec that does not fit the
     weights, as a checkpoint of another architecture would)."""
-    config = TrainConfig(shards="unused", out=folder, width=4, audio_width=4, embed_dim=16, crop_size=32,
-                         video_time_bins=2, audio_time_bins=2, audio_context=4.0,
-                         objective="ce" if sync_head else "contrastive")
+    config = TrainConfig(
+        shards="unused",
+        out=folder,
+        width=4,
+        audio_width=4,
+        embed_dim=16,
+        crop_size=32,
+        video_time_bins=2,
+        audio_time_bins=2,
+        audio_context=4.0,
+        objective="ce" if sync_head else "contrastive",
+    )
     torch.manual_seed(0)
     model = build_avts(config.model_spec())
     spec = config.model_spec() if declared_width is None else replace(config.model_spec(), width=declared_width)
     feature_stats = FeatureStats.load(stats) if stats else FeatureStats([0.0] * 40, [1.0] * 40, 1, 1, 1.0, 0)
-    return save_checkpoint(folder, {"model_spec": spec.to_dict(), "stats": feature_stats.to_dict(),
-                                    "model": model.state_dict(), "config": config.to_dict()})
+    return save_checkpoint(
+        folder,
+        {
+            "model_spec": spec.to_dict(),
+            "stats": feature_stats.to_dict(),
+            "model": model.state_dict(),
+            "config": config.to_dict(),
+        },
+    )
 
 
 class EventDetector(torch.nn.Module):
@@ -84,8 +101,12 @@ def said(text: str) -> str:
 
 
 def pairs(distance: list[float], label: list[int], prob: list[float] | None = None) -> ScoredPairs:
-    return ScoredPairs(torch.tensor(distance), torch.tensor(label, dtype=torch.float32),
-                       torch.tensor([0 if y else 1 for y in label]), None if prob is None else torch.tensor(prob))
+    return ScoredPairs(
+        torch.tensor(distance),
+        torch.tensor(label, dtype=torch.float32),
+        torch.tensor([0 if y else 1 for y in label]),
+        None if prob is None else torch.tensor(prob),
+    )
 
 
 def test_halves_are_a_stable_hash_of_the_key() -> None:
@@ -114,26 +135,40 @@ def test_head_accuracy_is_the_argmax() -> None:
 
 def fake_batch(keys: list[str]) -> Batch:
     rows = len(keys)
-    return Batch(y=torch.arange(rows).view(rows, 1, 1, 1), u=torch.zeros(rows, 1), v=torch.zeros(rows, 1),
-                 feats=torch.zeros(rows, 1), valid=torch.zeros(rows), clip_start=torch.zeros(rows),
-                 video_id=torch.tensor([stable_int("video", key) for key in keys]), keys=keys, worker=0)
+    return Batch(
+        y=torch.arange(rows).view(rows, 1, 1, 1),
+        u=torch.zeros(rows, 1),
+        v=torch.zeros(rows, 1),
+        feats=torch.zeros(rows, 1),
+        valid=torch.zeros(rows),
+        clip_start=torch.zeros(rows),
+        video_id=torch.tensor([stable_int("video", key) for key in keys]),
+        keys=keys,
+        worker=0,
+    )
 
 
 def test_batches_are_regrouped_by_half_without_losing_rows() -> None:
     group = {"a1": 0, "a2": 0, "a3": 0, "b1": 1, "b2": 1, "lonely": 2}.__getitem__
-    incoming = [fake_batch(["a1", "b1", "a2", "b2"]), fake_batch(["a1", "a1", "b1", "a3"]),
-                fake_batch(["b2", "lonely", "a2"])]
+    incoming = [
+        fake_batch(["a1", "b1", "a2", "b2"]),
+        fake_batch(["a1", "a1", "b1", "a3"]),
+        fake_batch(["b2", "lonely", "a2"]),
+    ]
     out = [(g, batch.keys, batch.y.flatten().tolist()) for g, batch in batches_by_group(incoming, group)]
     # group 0 fills at the second batch (5 rows) and takes its leftover "a2" at the end; "lonely" cannot pair
-    assert out == [(0, ["a1", "a2", "a1", "a1", "a3", "a2"], [0, 2, 0, 1, 3, 2]),
-                   (1, ["b1", "b2", "b1", "b2"], [1, 3, 2, 0])]
+    assert out == [
+        (0, ["a1", "a2", "a1", "a1", "a3", "a2"], [0, 2, 0, 1, 3, 2]),
+        (1, ["b1", "b2", "b1", "b2"], [1, 3, 2, 0]),
+    ]
 
 
 @pytest.fixture(scope="module")
 def loader_spec(train_shards: Path) -> LoaderSpec:
     """The synthetic training shards (13 videos, 4 s) read as held-out data, 2 clips per video."""
-    return LoaderSpec(expand_shards(str(train_shards / "shards")), 8, 25, 400, seed=1, workers=0, training=False,
-                      clips_per_video=2)
+    return LoaderSpec(
+        expand_shards(str(train_shards / "shards")), 8, 25, 400, seed=1, workers=0, training=False, clips_per_video=2
+    )
 
 
 @pytest.fixture(scope="module")
@@ -156,8 +191,9 @@ def test_pairs_are_made_within_a_half(loader_spec: LoaderSpec, settings: InputSe
             assert sum(half.kinds().get("hard", 0) for half in halves) > 0
 
 
-def test_evaluate_scores_a_working_model_high_and_repeats(loader_spec: LoaderSpec, settings: InputSettings,
-                                                          keys: dict[str, list[str]]) -> None:
+def test_evaluate_scores_a_working_model_high_and_repeats(
+    loader_spec: LoaderSpec, settings: InputSettings, keys: dict[str, list[str]]
+) -> None:
     first = evaluate(EventDetector(), build_loader(loader_spec, 0), settings, CPU)
     again = evaluate(EventDetector(), build_loader(loader_spec, 0), settings, CPU)
     assert first == again
@@ -169,11 +205,19 @@ def test_evaluate_scores_a_working_model_high_and_repeats(loader_spec: LoaderSpe
     assert "val_acc_easy_head" not in first
 
 
-def test_a_half_with_one_video_cannot_be_scored(loader_spec: LoaderSpec, settings: InputSettings,
-                                                keys: dict[str, list[str]]) -> None:
+def test_a_half_with_one_video_cannot_be_scored(
+    loader_spec: LoaderSpec, settings: InputSettings, keys: dict[str, list[str]]
+) -> None:
     """Easy negatives need another video of the same half: a half of one video gives no pairs, and no figure."""
-    scores = score_pairs(EventDetector(), build_loader(loader_spec, 0), settings, CPU, 0,
-                         lambda key: 0 if key == keys["train"][0] else 1, 2)
+    scores = score_pairs(
+        EventDetector(),
+        build_loader(loader_spec, 0),
+        settings,
+        CPU,
+        0,
+        lambda key: 0 if key == keys["train"][0] else 1,
+        2,
+    )
     assert len(scores.videos[0]) == 1 and scores.clips[0] == 2
     for halves in scores.pairs.values():
         assert halves[0].count == 0 and halves[1].count == scores.clips[1]
@@ -199,8 +243,9 @@ def run_eval(tmp_path: Path, *args: str) -> tuple[int, dict]:
     return status, json.loads(out.read_text()) if status == 0 else {}
 
 
-def test_cli_halves_contract_and_repeatability(train_shards: Path, checkpoint: Path, keys: dict[str, list[str]],
-                                               tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_halves_contract_and_repeatability(
+    train_shards: Path, checkpoint: Path, keys: dict[str, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = ("--checkpoint", str(checkpoint), "--shards", str(train_shards / "shards"), "--split", "train")
     status, results = run_eval(tmp_path, *args)
     assert status == 0
@@ -223,11 +268,13 @@ def test_cli_halves_contract_and_repeatability(train_shards: Path, checkpoint: P
     assert run_eval(tmp_path, *args)[1] == results  # fixed seeds: the same numbers
 
 
-def test_cli_tau_from_other_shards(train_shards: Path, checkpoint: Path, keys: dict[str, list[str]],
-                                   tmp_path: Path) -> None:
+def test_cli_tau_from_other_shards(
+    train_shards: Path, checkpoint: Path, keys: dict[str, list[str]], tmp_path: Path
+) -> None:
     train = ",".join(expand_shards(str(train_shards / "shards")))
-    status, results = run_eval(tmp_path, "--checkpoint", str(checkpoint), "--shards", train,
-                               "--tau-shards", str(train_shards / "shards"))  # --split val: the 3 val videos
+    status, results = run_eval(
+        tmp_path, "--checkpoint", str(checkpoint), "--shards", train, "--tau-shards", str(train_shards / "shards")
+    )  # --split val: the 3 val videos
     assert status == 0
     assert results["videos"] == {"tau": len(keys["val"]), "test": len(keys["train"])}
     for mix in results["mixes"].values():
@@ -237,8 +284,9 @@ def test_cli_tau_from_other_shards(train_shards: Path, checkpoint: Path, keys: d
         assert mix["threshold"]["accuracy"] == transfer["accuracy"]
 
 
-def test_cli_refuses_tau_shards_that_share_videos(train_shards: Path, checkpoint: Path, keys: dict[str, list[str]],
-                                                  tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_refuses_tau_shards_that_share_videos(
+    train_shards: Path, checkpoint: Path, keys: dict[str, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     shards = str(train_shards / "shards")
     status, _ = run_eval(tmp_path, "--checkpoint", str(checkpoint), "--shards", shards, "--tau-shards", shards)
     assert status == 1 and f"share {len(keys['val'])} video(s)" in said(capsys.readouterr().err)
@@ -246,8 +294,9 @@ def test_cli_refuses_tau_shards_that_share_videos(train_shards: Path, checkpoint
 
 def test_cli_reports_the_sync_head(train_shards: Path, keys: dict[str, list[str]], tmp_path: Path) -> None:
     with_head = tiny_checkpoint(tmp_path / "head", sync_head=True)
-    status, results = run_eval(tmp_path, "--checkpoint", str(with_head), "--shards", str(train_shards / "shards"),
-                               "--split", "train")
+    status, results = run_eval(
+        tmp_path, "--checkpoint", str(with_head), "--shards", str(train_shards / "shards"), "--split", "train"
+    )
     assert status == 0
     for mix in results["mixes"].values():
         assert 0 <= mix["head"]["accuracy"] <= 1 and mix["head"]["pairs"] == 2 * len(keys["train"])
@@ -264,8 +313,9 @@ def shard_without_features(path: Path) -> Path:
     return path
 
 
-def test_cli_bad_input(train_shards: Path, checkpoint: Path, tmp_path: Path,
-                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_bad_input(
+    train_shards: Path, checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     shards = str(train_shards / "shards")
     assert run_eval(tmp_path, "--checkpoint", str(tmp_path / "none.pt"), "--shards", shards)[0] == 1
     assert "no checkpoint at" in said(capsys.readouterr().err)
@@ -279,8 +329,9 @@ def test_cli_bad_input(train_shards: Path, checkpoint: Path, tmp_path: Path,
     assert "do not exist" in said(capsys.readouterr().err)
 
 
-def test_cli_says_which_half_cannot_be_paired(train_shards: Path, checkpoint: Path, keys: dict[str, list[str]],
-                                              tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_says_which_half_cannot_be_paired(
+    train_shards: Path, checkpoint: Path, keys: dict[str, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The fixture's few validation videos: a half with fewer than two videos is named, and nothing is reported."""
     in_b = sum(half_of(key) for key in keys["val"])
     counts = {"A": len(keys["val"]) - in_b, "B": in_b}

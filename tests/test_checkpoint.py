@@ -25,8 +25,13 @@ STATS = FeatureStats(mean=[1.0] * 40, std=[2.0] * 40, frames=10, videos=1, fract
 
 
 def content(model: torch.nn.Module, epoch: int) -> dict:
-    return {"model_spec": SPEC.to_dict(), "stats": STATS.to_dict(), "model": model.state_dict(),
-            "state": {"epoch": epoch}, "config": {"width": 4}}
+    return {
+        "model_spec": SPEC.to_dict(),
+        "stats": STATS.to_dict(),
+        "model": model.state_dict(),
+        "state": {"epoch": epoch},
+        "config": {"width": 4},
+    }
 
 
 def quiet() -> Console:

@@ -37,9 +37,23 @@ def numbered_video(frames: int, width: int = 48, height: int = 32) -> bytes:
 def raw_sample() -> dict:
     video = numbered_video(FRAMES)
     fbank = np.repeat(np.arange(FEATURES_PER_FRAME * FRAMES, dtype=np.float16)[:, None], 40, axis=1)
-    meta = SampleMeta(key="numbered", source="numbered.mp4", label=None, duration_s=FRAMES / 25, source_start_s=0.0,
-                      frames=FRAMES, fps=25.0, width=48, height=32, stored_width=48, stored_height=32,
-                      audio_sample_rate=16000, audio_channels=1, audio_pad_s=0.0, mp3=False)
+    meta = SampleMeta(
+        key="numbered",
+        source="numbered.mp4",
+        label=None,
+        duration_s=FRAMES / 25,
+        source_start_s=0.0,
+        frames=FRAMES,
+        fps=25.0,
+        width=48,
+        height=32,
+        stored_width=48,
+        stored_height=32,
+        audio_sample_rate=16000,
+        audio_channels=1,
+        audio_pad_s=0.0,
+        mp3=False,
+    )
     raw = encode_sample(Sample("numbered", video, fbank, meta))
     return {**raw, POSITION: "0/0/0", "__url__": "memory"}
 
@@ -65,11 +79,14 @@ def test_evaluation_clips_are_evenly_spaced() -> None:
     assert clip_starts(20, 25, 2, None) == [0, 0]  # shorter than a clip: from the start
 
 
-@pytest.mark.parametrize(("length", "start", "begin", "valid", "offset"), [
-    (400, 120, 70, 200, 50),  # centred on the clip
-    (400, 300, 200, 200, 100),  # pushed back from the end
-    (150, 40, 0, 150, 40),  # shorter than the context: zero padded after `valid`
-])
+@pytest.mark.parametrize(
+    ("length", "start", "begin", "valid", "offset"),
+    [
+        (400, 120, 70, 200, 50),  # centred on the clip
+        (400, 300, 200, 200, 100),  # pushed back from the end
+        (150, 40, 0, 150, 40),  # shorter than the context: zero padded after `valid`
+    ],
+)
 def test_audio_context_placement(length: int, start: int, begin: int, valid: int, offset: int) -> None:
     fbank = np.repeat(np.arange(length, dtype=np.float16)[:, None], 40, axis=1)
     feats, got_valid, got_offset = audio_context(fbank, start, 200, None)
@@ -105,8 +122,16 @@ def test_a_training_example_lines_up_picture_and_sound(raw_sample: dict) -> None
 
 
 def test_validation_examples_are_the_evenly_spaced_clips(raw_sample: dict) -> None:
-    spec = LoaderSpec(["memory"], batch_size=2, clip_frames=25, context_frames=200, seed=5, workers=0,
-                      training=False, clips_per_video=3)
+    spec = LoaderSpec(
+        ["memory"],
+        batch_size=2,
+        clip_frames=25,
+        context_frames=200,
+        seed=5,
+        workers=0,
+        training=False,
+        clips_per_video=3,
+    )
     examples = list(to_examples(dict(raw_sample), spec, 0))
     assert [frame_index(e.y[0]) for e in examples] == clip_starts(FRAMES, 25, 3, None) == [6, 18, 29]
     for example in examples:
@@ -119,7 +144,8 @@ def test_samples_without_audible_audio_are_skipped_where_audio_is_needed(raw_sam
     silent = dict(raw_sample)
     silent["json"] = json.dumps({**json.loads(raw_sample["json"]), "audible": False}).encode()
     for needs_audio, expected in ((True, 0), (False, 1)):
-        spec = LoaderSpec(["memory"], batch_size=2, clip_frames=25, context_frames=120, seed=5, workers=0,
-                          needs_audio=needs_audio)
+        spec = LoaderSpec(
+            ["memory"], batch_size=2, clip_frames=25, context_frames=120, seed=5, workers=0, needs_audio=needs_audio
+        )
         assert len(list(to_examples(dict(silent), spec, 0))) == expected
     assert len(list(to_examples(dict(raw_sample), LoaderSpec(["memory"], 2, 25, 120, 5, 0), 0))) == 1

@@ -14,10 +14,34 @@ from pipeline.discover import find_files, label_of, plan_shards, split_of, stats
 
 SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 AWKWARD = [
-    "clip.mp4", "clip.avi", "clip", "a b.mp4", "a_b.mp4", "a-b.mp4", "a.b.mp4", "a.b.c.mp4", "a/b.mp4",
-    "a_b/c.mp4", "a/b_c.mp4", "dogs/puppies/x.mp4", "dogs.v2/x.mp4", "vidéo ñ.mp4", "video n.mp4", "视频.mp4",
-    "视频 clip.mp4", "видео.mkv", "🎬.mp4", "  spaced  .mp4", "__.mp4", "...mp4", "x" * 300 + ".mp4",
-    "deep/" * 20 + "leaf.mp4", "UPPER.MP4", "upper.mp4", "tab\there.mp4", "quote'\"s.mp4",
+    "clip.mp4",
+    "clip.avi",
+    "clip",
+    "a b.mp4",
+    "a_b.mp4",
+    "a-b.mp4",
+    "a.b.mp4",
+    "a.b.c.mp4",
+    "a/b.mp4",
+    "a_b/c.mp4",
+    "a/b_c.mp4",
+    "dogs/puppies/x.mp4",
+    "dogs.v2/x.mp4",
+    "vidéo ñ.mp4",
+    "video n.mp4",
+    "视频.mp4",
+    "视频 clip.mp4",
+    "видео.mkv",
+    "🎬.mp4",
+    "  spaced  .mp4",
+    "__.mp4",
+    "...mp4",
+    "x" * 300 + ".mp4",
+    "deep/" * 20 + "leaf.mp4",
+    "UPPER.MP4",
+    "upper.mp4",
+    "tab\there.mp4",
+    "quote'\"s.mp4",
 ]
 
 
@@ -88,16 +112,33 @@ def test_stats_order_is_a_seeded_permutation_and_subset_sizes_round() -> None:
     assert stats_subset_size(5, 1.0) == 5
     assert stats_subset_size(0, 0.2) == 0
 
+
 def test_find_files_is_sorted_recursive_and_lists_what_it_passes_over(tmp_path: Path) -> None:
-    touch_tree(tmp_path, ["b.mp4", "a/z.mp4", "a/b/c.mp4", ".hidden.mp4", ".cache/x.mp4", "a/.tmp/y.mp4",
-                          "a/.part.mp4", "视频.mp4", "out/0000.tar"])
+    touch_tree(
+        tmp_path,
+        [
+            "b.mp4",
+            "a/z.mp4",
+            "a/b/c.mp4",
+            ".hidden.mp4",
+            ".cache/x.mp4",
+            "a/.tmp/y.mp4",
+            "a/.part.mp4",
+            "视频.mp4",
+            "out/0000.tar",
+        ],
+    )
     found = find_files(tmp_path, exclude=(tmp_path / "out",))
     relpaths = [p.relative_to(tmp_path).as_posix() for p in found.files]
     assert relpaths == sorted(relpaths)
     assert set(relpaths) == {"b.mp4", "a/z.mp4", "a/b/c.mp4", "视频.mp4"}
     assert [(s.relpath, s.reason) for s in found.skipped] == [
-        (".cache", "hidden folder"), (".hidden.mp4", "hidden file"), ("a/.part.mp4", "hidden file"),
-        ("a/.tmp", "hidden folder"), ("out", "the output folder")]
+        (".cache", "hidden folder"),
+        (".hidden.mp4", "hidden file"),
+        ("a/.part.mp4", "hidden file"),
+        ("a/.tmp", "hidden folder"),
+        ("out", "the output folder"),
+    ]
     with pytest.raises(FileNotFoundError):
         find_files(tmp_path / "missing")
 

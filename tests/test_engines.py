@@ -26,8 +26,9 @@ from pipeline.process_engine import ProcessEngine, WorkerDied
 from pipeline.tasks import VideoReport
 from pipeline.writer import end_of_archive, sample_tar_bytes
 
-SETTINGS = EncodeSettings(short_side=64, crf=23, preset="ultrafast", mp3=False, mp3_bitrate=64000, min_duration=1.0,
-                          threads=1)
+SETTINGS = EncodeSettings(
+    short_side=64, crf=23, preset="ultrafast", mp3=False, mp3_bitrate=64000, min_duration=1.0, threads=1
+)
 
 
 def crash_once(marker: str, value: int) -> int:
@@ -53,8 +54,9 @@ def fail_cleanly() -> None:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> ProcessEngine:
-    engine = ProcessEngine(2, SETTINGS, ShardOutput(tmp_path / "out", tmp_path / "manifests"), retries=2,
-                           env={"OMP_NUM_THREADS": "1"})
+    engine = ProcessEngine(
+        2, SETTINGS, ShardOutput(tmp_path / "out", tmp_path / "manifests"), retries=2, env={"OMP_NUM_THREADS": "1"}
+    )
     yield engine
     engine.close()
 
@@ -119,8 +121,9 @@ class ReversedEngine:
     def submit_shard(self, job: ShardJob, reports: list[VideoReport], pieces: list[Any]) -> Hashable:
         handle = len(self.results)
         self.written[job.name] = pieces
-        self.results[handle] = ShardPart(ShardRecord(job.name, job.split, len(pieces), 0, "", "here"),
-                                         [r.row for r in reports])
+        self.results[handle] = ShardPart(
+            ShardRecord(job.name, job.split, len(pieces), 0, "", "here"), [r.row for r in reports]
+        )
         self.pending.append(handle)
         return handle
 
@@ -139,8 +142,10 @@ def test_shards_get_their_pieces_in_plan_order_whatever_the_finishing_order() ->
     jobs = [ShardJob("0000.tar", "train", (item(0), item(1), item(2))), ShardJob("0001.tar", "train", (item(3),))]
     engine = ReversedEngine()
     events = list(distribute(jobs, engine, in_flight=2))
-    assert engine.written == {"0000.tar": ["piece of video0", "piece of video1", "piece of video2"],
-                              "0001.tar": ["piece of video3"]}
+    assert engine.written == {
+        "0000.tar": ["piece of video0", "piece of video1", "piece of video2"],
+        "0001.tar": ["piece of video3"],
+    }
     # two in flight, the newest finishing first: video0 is the last to finish, after shard 0001 was complete
     assert [e.report.row.key for e in events if isinstance(e, VideoDone)] == ["video1", "video2", "video3", "video0"]
     parts = sorted((e.part for e in events if isinstance(e, ShardDone)), key=lambda part: part.record.shard)
@@ -149,9 +154,23 @@ def test_shards_get_their_pieces_in_plan_order_whatever_the_finishing_order() ->
 
 
 def sample(key: str, frames: int) -> Sample:
-    meta = SampleMeta(key=key, source=f"{key}.mp4", label=None, duration_s=frames / 25, source_start_s=0.0,
-                      frames=frames, fps=25.0, width=64, height=64, stored_width=64, stored_height=64,
-                      audio_sample_rate=16000, audio_channels=1, audio_pad_s=0.0, mp3=False)
+    meta = SampleMeta(
+        key=key,
+        source=f"{key}.mp4",
+        label=None,
+        duration_s=frames / 25,
+        source_start_s=0.0,
+        frames=frames,
+        fps=25.0,
+        width=64,
+        height=64,
+        stored_width=64,
+        stored_height=64,
+        audio_sample_rate=16000,
+        audio_channels=1,
+        audio_pad_s=0.0,
+        mp3=False,
+    )
     fbank = np.arange(4 * frames * 40, dtype=np.float16).reshape(4 * frames, 40)
     return Sample(key, bytes(range(256)) * frames, fbank, meta)
 

@@ -49,8 +49,10 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
             tensor.uniform_(-0.1, 0.1)
         elif name.endswith("running_var"):
             tensor.uniform_(0.5, 2.0)
-    return save_checkpoint(folder, {"model_spec": SPEC.to_dict(), "stats": STATS.to_dict(), "model": weights,
-                                    "config": {"crop_size": CROP}})
+    return save_checkpoint(
+        folder,
+        {"model_spec": SPEC.to_dict(), "stats": STATS.to_dict(), "model": weights, "config": {"crop_size": CROP}},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +78,26 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def audio_run(media: Path, checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`avts-features` on the folder, audio, 3 sub-clips, batches of 4; returns the parquet."""
     out = tmp_path_factory.mktemp("audio_out") / "audio.parquet"
-    assert main(["--checkpoint", str(checkpoint), "--src", str(media), "--out", str(out), "--subclips", "3",
-                 "--batch-size", "4", "--device", "cpu", "--plain"]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(checkpoint),
+                "--src",
+                str(media),
+                "--out",
+                str(out),
+                "--subclips",
+                "3",
+                "--batch-size",
+                "4",
+                "--device",
+                "cpu",
+                "--plain",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -85,9 +105,30 @@ def audio_run(media: Path, checkpoint: Path, tmp_path_factory: pytest.TempPathFa
 def video_run(media: Path, checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`avts-features` on the folder, video, 4 clips at short side 64, batches of 4; returns the parquet."""
     out = tmp_path_factory.mktemp("video_out") / "video.parquet"
-    assert main(["--checkpoint", str(checkpoint), "--src", str(media), "--out", str(out), "--modality", "video",
-                 "--clips", "4", "--short-side", str(SHORT_SIDE), "--batch-size", "4", "--device", "cpu",
-                 "--plain"]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(checkpoint),
+                "--src",
+                str(media),
+                "--out",
+                str(out),
+                "--modality",
+                "video",
+                "--clips",
+                "4",
+                "--short-side",
+                str(SHORT_SIDE),
+                "--batch-size",
+                "4",
+                "--device",
+                "cpu",
+                "--plain",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -114,14 +155,14 @@ def test_audio_rows_shapes_labels_and_padding(audio_run: Path) -> None:
     assert (features >= 0).all() and np.isfinite(features).all()
 
 
-def test_audio_rows_are_the_probe_path_on_the_checkpoint_subnet_and_stats(audio_run: Path, media: Path,
-                                                                        checkpoint: Path) -> None:
+def test_audio_rows_are_the_probe_path_on_the_checkpoint_subnet_and_stats(
+    audio_run: Path, media: Path, checkpoint: Path
+) -> None:
     rows, features, _ = read_features(audio_run)
     signal = decode_mono_16k(media / "rain" / "tone.wav")
     mine = (rows["path"] == "rain/tone.wav").to_numpy()
     # 3 s at 22.05 kHz → 48,000 samples at 16 kHz → 299 feature frames; sub-clips at frames 0, 50 and 99
-    assert rows.loc[mine, "start_s"].tolist() == (subclip_starts(len(signal), 3) / 16_000).tolist() == [
-        0.0, 0.5, 0.99]
+    assert rows.loc[mine, "start_s"].tolist() == (subclip_starts(len(signal), 3) / 16_000).tolist() == [0.0, 0.5, 0.99]
     trained = load_trained(checkpoint)
     windows, padded = subclip_filterbanks(signal, 3)
     by_hand = AudioConv5Extractor(trained.model.audio, STATS.mean, STATS.std, (4, 1))(windows)
@@ -129,8 +170,7 @@ def test_audio_rows_are_the_probe_path_on_the_checkpoint_subnet_and_stats(audio_
     assert not padded and not np.allclose(features[mine][0], features[mine][2])
 
 
-def test_bad_and_hidden_files_are_listed_with_their_reason(audio_run: Path, capsys: pytest.CaptureFixture[str]
-                                                           ) -> None:
+def test_bad_and_hidden_files_are_listed_with_their_reason(audio_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     reasons = skipped_reasons(audio_run)
     assert reasons.keys() == {"dog/silent.mp4", "dog/blink.mp4", "broken.mp4", ".hidden.wav"}
     assert reasons["dog/silent.mp4"] == reasons["dog/blink.mp4"] == "no audio stream"
@@ -152,14 +192,28 @@ def test_video_clips_are_evenly_spaced_and_files_without_enough_audio_work(video
     reasons = skipped_reasons(video_run)
     assert reasons["rain/tone.wav"] == reasons["short.wav"] == "no video stream: audio only"
     assert reasons["dog/blink.mp4"] == "too short: 0.60 s < 1 s"
-    assert reasons.keys() == {"rain/tone.wav", "rain/tone.ogg", "short.wav", "dog/blink.mp4", "broken.mp4",
-                              ".hidden.wav"}
+    assert reasons.keys() == {
+        "rain/tone.wav",
+        "rain/tone.ogg",
+        "short.wav",
+        "dog/blink.mp4",
+        "broken.mp4",
+        ".hidden.wav",
+    }
 
 
 def test_video_features_equal_the_model_run_by_hand(video_run: Path, media: Path, checkpoint: Path) -> None:
     _, features, _ = read_features(video_run)
-    settings = EncodeSettings(short_side=SHORT_SIDE, crf=23, preset="veryfast", mp3=False, mp3_bitrate=64_000,
-                              min_duration=1.0, threads=1, keep_without_audio=True)
+    settings = EncodeSettings(
+        short_side=SHORT_SIDE,
+        crf=23,
+        preset="veryfast",
+        mp3=False,
+        mp3_bitrate=64_000,
+        min_duration=1.0,
+        threads=1,
+        keep_without_audio=True,
+    )
     path = media / "dog" / "clip.mp4"
     sample = transcode(VideoItem("clip", path, "clip.mp4", None, "test", None), settings).sample
     assert sample.meta.frames == 75 and min(sample.meta.stored_width, sample.meta.stored_height) == SHORT_SIDE
@@ -181,8 +235,24 @@ def test_csv_layout_keeps_names_labels_and_folds(media: Path, checkpoint: Path, 
     meta = tmp_path / "meta" / "set.csv"
     meta.write_text("filename,fold,target,category\ntone.wav,1,0,rain\ntone.ogg,2,0,rain\ngone.wav,2,1,wind\n")
     out = tmp_path / "esc.parquet"
-    assert main(["--checkpoint", str(checkpoint), "--src", str(meta), "--out", str(out), "--subclips", "2",
-                 "--device", "cpu", "--plain"]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(checkpoint),
+                "--src",
+                str(meta),
+                "--out",
+                str(out),
+                "--subclips",
+                "2",
+                "--device",
+                "cpu",
+                "--plain",
+            ]
+        )
+        == 0
+    )
     table = pd.read_parquet(out)
     assert table.columns.tolist() == ["path", "label", "fold", "clip", "start_s", "padded", "feature"]
     assert table["path"].tolist() == ["tone.wav", "tone.wav", "tone.ogg", "tone.ogg"]
@@ -197,13 +267,28 @@ def test_csv_layout_keeps_names_labels_and_folds(media: Path, checkpoint: Path, 
     assert rows["start_s"].tolist() == [0.0, 0.99, *ogg.tolist()] and info["source"] == str(meta)
 
 
-def test_nothing_usable_is_exit_1_with_the_reasons_and_no_parquet(checkpoint: Path, tmp_path: Path,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_nothing_usable_is_exit_1_with_the_reasons_and_no_parquet(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "notes.txt").write_text("not media\n" * 20)
     out = tmp_path / "out" / "f.parquet"
-    assert main(["--checkpoint", str(checkpoint), "--src", str(tmp_path / "src"), "--out", str(out),
-                 "--device", "cpu", "--plain"]) == 1
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(checkpoint),
+                "--src",
+                str(tmp_path / "src"),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--plain",
+            ]
+        )
+        == 1
+    )
     assert not out.exists() and list(skipped_reasons(out)) == ["notes.txt"]
     err = capsys.readouterr().err
     assert "skipped notes.txt" in err and "avts-features: no file gave features (1 skipped" in err
@@ -211,10 +296,13 @@ def test_nothing_usable_is_exit_1_with_the_reasons_and_no_parquet(checkpoint: Pa
 
 # ---- errors --------------------------------------------------------------------------------------------------------
 def test_missing_and_foreign_checkpoints_are_one_line_errors(
-        media: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    media: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     save_checkpoint(tmp_path / "finetune", {"model": {}, "state": {"epoch": 1}, "classes": ["a", "b"]})
-    cases = [(tmp_path / "missing.pt", media, "no checkpoint at"),
-             (tmp_path / "finetune" / "last.pt", media, "is not an avts-train checkpoint (an avts-finetune one?)")]
+    cases = [
+        (tmp_path / "missing.pt", media, "no checkpoint at"),
+        (tmp_path / "finetune" / "last.pt", media, "is not an avts-train checkpoint (an avts-finetune one?)"),
+    ]
     for checkpoint, src, message in cases:
         assert main(["--checkpoint", str(checkpoint), "--src", str(src), "--out", str(tmp_path / "x.parquet")]) == 1
         err = capsys.readouterr().err
@@ -223,8 +311,9 @@ def test_missing_and_foreign_checkpoints_are_one_line_errors(
     assert not (tmp_path / "x.parquet").exists()
 
 
-def test_bad_sources_and_flags(media: Path, checkpoint: Path, tmp_path: Path,
-                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_sources_and_flags(
+    media: Path, checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     base = ["--checkpoint", str(checkpoint), "--out", str(tmp_path / "x.parquet"), "--device", "cpu"]
     assert main([*base, "--src", str(tmp_path / "nowhere")]) == 1
     assert "--src " in capsys.readouterr().err
@@ -232,8 +321,11 @@ def test_bad_sources_and_flags(media: Path, checkpoint: Path, tmp_path: Path,
     assert "neither a folder nor a .csv file" in capsys.readouterr().err
     assert main([*base, "--src", str(media), "--audio-dir", str(media)]) == 1
     assert "--audio-dir only applies to a CSV --src" in capsys.readouterr().err
-    for flags, message in ((["--modality", "smell"], "invalid choice: 'smell'"), (["--pool", "4by1"], "BANDSxTIME"),
-                           (["--subclips", "0"], "--subclips must be ≥ 1")):
+    for flags, message in (
+        (["--modality", "smell"], "invalid choice: 'smell'"),
+        (["--pool", "4by1"], "BANDSxTIME"),
+        (["--subclips", "0"], "--subclips must be ≥ 1"),
+    ):
         with pytest.raises(SystemExit) as stopped:
             main([*base, "--src", str(media), *flags])
         assert stopped.value.code == 2 and message in capsys.readouterr().err

@@ -31,8 +31,22 @@ from trainer.finetune_cli import main as finetune_main
 from trainer.finetune_cli import parse_args
 from trainer.finetune_eval import ClipScores, score_videos
 
-TINY = ["--device", "cpu", "--batch-size", "3", "--crop-size", "32", "--test-clips", "3", "--workers", "1",
-        "--log-every", "1", "--shuffle-buffer", "20"]
+TINY = [
+    "--device",
+    "cpu",
+    "--batch-size",
+    "3",
+    "--crop-size",
+    "32",
+    "--test-clips",
+    "3",
+    "--workers",
+    "1",
+    "--log-every",
+    "1",
+    "--shuffle-buffer",
+    "20",
+]
 CLASSES = ["class_00", "class_01", "class_02"]
 
 
@@ -48,12 +62,47 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     test = [f for label in CLASSES for f in sorted(x for x in files if x.startswith(label))[3:5]]
     (root / "trainlist01.txt").write_text("".join(f"{f.replace('.mp4', '.avi')} 1\n" for f in train))
     (root / "testlist01.txt").write_text("".join(f"{f}\n" for f in test))
-    run_ingest(IngestConfig(src=videos, out=root / "shards", shard_size=3, short_side=32, workers=2,
-                            engine="processes", plain=True,
-                            split_file=(root / "trainlist01.txt", root / "testlist01.txt")))
-    assert train_main(["--shards", str(root / "shards"), "--out", str(root / "pretrain"), "--device", "cpu",
-                       "--epochs", "1", "--batch-size", "3", "--width", "4", "--audio-width", "4", "--embed-dim", "16",
-                       "--crop-size", "32", "--workers", "1", "--audio-context", "3"]) == 0
+    run_ingest(
+        IngestConfig(
+            src=videos,
+            out=root / "shards",
+            shard_size=3,
+            short_side=32,
+            workers=2,
+            engine="processes",
+            plain=True,
+            split_file=(root / "trainlist01.txt", root / "testlist01.txt"),
+        )
+    )
+    assert (
+        train_main(
+            [
+                "--shards",
+                str(root / "shards"),
+                "--out",
+                str(root / "pretrain"),
+                "--device",
+                "cpu",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "3",
+                "--width",
+                "4",
+                "--audio-width",
+                "4",
+                "--embed-dim",
+                "16",
+                "--crop-size",
+                "32",
+                "--workers",
+                "1",
+                "--audio-context",
+                "3",
+            ]
+        )
+        == 0
+    )
     return root
 
 
@@ -84,16 +133,22 @@ def test_init_starts_from_the_avts_subnets_and_scratch_does_not(data: Path, tmp_
     checkpoint = data / "pretrain" / "checkpoints" / "last.pt"
     pretrained = torch.load(checkpoint, weights_only=False)
     base = ["--shards", str(data / "shards"), *TINY, "--modality", "audiovisual"]
-    from_avts = build_finetune_run(parse_args([*base, "--out", str(tmp_path / "a"), "--init", str(checkpoint)]),
-                                   runtime, Console(file=io.StringIO()))
+    from_avts = build_finetune_run(
+        parse_args([*base, "--out", str(tmp_path / "a"), "--init", str(checkpoint)]),
+        runtime,
+        Console(file=io.StringIO()),
+    )
     weights = from_avts.model.state_dict()
     backbone = [name for name in weights if not name.startswith("head.")]
     assert len(backbone) > 50
     assert all(torch.equal(weights[name], pretrained["model"][name]) for name in backbone)
     assert not any(name.startswith(("video.fc.", "audio.fc7.")) for name in weights)  # embedding layers dropped
     assert from_avts.task.stats.mean == pretrained["stats"]["mean"]
-    scratch = build_finetune_run(parse_args([*base, "--out", str(tmp_path / "s"), "--init", "scratch", "--width", "4",
-                                             "--audio-width", "4"]), runtime, Console(file=io.StringIO()))
+    scratch = build_finetune_run(
+        parse_args([*base, "--out", str(tmp_path / "s"), "--init", "scratch", "--width", "4", "--audio-width", "4"]),
+        runtime,
+        Console(file=io.StringIO()),
+    )
     fresh = scratch.model.state_dict()
     assert [tuple(fresh[n].shape) for n in backbone] == [tuple(weights[n].shape) for n in backbone]
     assert not torch.equal(fresh["video.conv1.0.weight"], weights["video.conv1.0.weight"])
@@ -121,8 +176,7 @@ def test_finetune_from_avts_and_from_scratch_end_to_end(data: Path, tmp_path: Pa
         assert sum(map(sum, results["confusion"])) == 6
         for png in ("loss.png", "accuracy.png", "lr.png", "confusion.png"):
             assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch-0001.pt", "epoch-0002.pt",
-                                                                           "last.pt"]
+        assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch-0001.pt", "epoch-0002.pt", "last.pt"]
         saved = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
         assert saved["classes"] == CLASSES and saved["classifier_spec"]["modality"] == "video"
         assert saved["model"]["head.1.weight"].shape == (3, 8 * 4)  # pooled conv5 (8 × width 4) → FC C
@@ -136,10 +190,17 @@ def test_finetune_from_avts_and_from_scratch_end_to_end(data: Path, tmp_path: Pa
 def test_audio_and_audiovisual_heads(data: Path, tmp_path: Path) -> None:
     checkpoint = str(data / "pretrain" / "checkpoints" / "last.pt")
     assert finetune(data, tmp_path / "av", "--init", checkpoint, "--modality", "audiovisual", "--epochs", "1") == 0
-    head = {k: v.shape for k, v in torch.load(tmp_path / "av" / "checkpoints" / "last.pt",
-                                              weights_only=False)["model"].items() if k.startswith("head.")}
-    assert head == {"head.1.weight": (512, 8 * 4 + 512), "head.1.bias": (512,),  # concat → FC 512 (§3.5)
-                    "head.3.weight": (3, 512), "head.3.bias": (3,)}  # → FC C
+    head = {
+        k: v.shape
+        for k, v in torch.load(tmp_path / "av" / "checkpoints" / "last.pt", weights_only=False)["model"].items()
+        if k.startswith("head.")
+    }
+    assert head == {
+        "head.1.weight": (512, 8 * 4 + 512),
+        "head.1.bias": (512,),  # concat → FC 512 (§3.5)
+        "head.3.weight": (3, 512),
+        "head.3.bias": (3,),
+    }  # → FC C
     assert finetune(data, tmp_path / "a", "--init", checkpoint, "--modality", "audio", "--epochs", "1") == 0
     saved = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=False)["model"]
     assert saved["head.1.weight"].shape == (3, 512) and not any(k.startswith("video.") for k in saved)
@@ -171,8 +232,9 @@ def test_bad_checkpoints_are_clear_errors(data: Path, tmp_path: Path, capsys: py
     assert not (tmp_path / "again" / "checkpoints").exists()
 
 
-def test_shards_without_labels_are_refused(train_shards: Path, tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_shards_without_labels_are_refused(
+    train_shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # conftest's shards come from a flat folder: no class folders, no labels
     shards = train_shards / "shards"
     common = ["--init", "scratch", "--width", "4", "--test-shards", ",".join(map(str, shards.glob("val-*.tar")))]
@@ -182,18 +244,50 @@ def test_shards_without_labels_are_refused(train_shards: Path, tmp_path: Path,
     copy = tmp_path / "copy"
     shutil.copytree(shards, copy)
     (tmp_path / "classes.txt").write_text("cats\ndogs\n")
-    assert finetune_main(["--shards", str(copy), "--out", str(tmp_path / "b"), *TINY, *common,
-                          "--classes", str(tmp_path / "classes.txt"),
-                          "--stats", str(train_shards / "manifests" / "stats.json")]) == 1
+    assert (
+        finetune_main(
+            [
+                "--shards",
+                str(copy),
+                "--out",
+                str(tmp_path / "b"),
+                *TINY,
+                *common,
+                "--classes",
+                str(tmp_path / "classes.txt"),
+                "--stats",
+                str(train_shards / "manifests" / "stats.json"),
+            ]
+        )
+        == 1
+    )
     assert "labels that are not among the 2 classes: None" in " ".join(capsys.readouterr().err.split())
 
 
 def test_torchrun_two_ranks_split_samples_and_agree_on_weights(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "trainer.finetune_cli", "--shards", str(data / "shards"), "--out", str(out), *TINY,
-               "--init", str(data / "pretrain" / "checkpoints" / "last.pt"), "--epochs", "2", "--audit",
-               "--modality", "audiovisual"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "trainer.finetune_cli",
+        "--shards",
+        str(data / "shards"),
+        "--out",
+        str(out),
+        *TINY,
+        "--init",
+        str(data / "pretrain" / "checkpoints" / "last.pt"),
+        "--epochs",
+        "2",
+        "--audit",
+        "--modality",
+        "audiovisual",
+    ]
     result = run(command, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = audit(out, 0), audit(out, 1)

@@ -71,8 +71,7 @@ BAD = {
     "silent.mp4": "silent audio",
     "broken_link.mp4": "unreadable",  # a symlink to a file that does not exist
 }
-DAMAGED = ["trunc_faststart.mp4", "trunc_35s_head.mp4", "aac_16_corrupt.mp4", "garbage_20k.mp4",
-           "corrupt_middle.mp4"]
+DAMAGED = ["trunc_faststart.mp4", "trunc_35s_head.mp4", "aac_16_corrupt.mp4", "garbage_20k.mp4", "corrupt_middle.mp4"]
 
 
 def ffmpeg(*args: str | Path) -> None:
@@ -93,8 +92,9 @@ def make_corpus(work: Path) -> Path:
     base = make_av_clip(work / "base.mp4", 3.5)  # 454x256 25 fps, AAC 16 kHz mono, loud; moov at the end
     speech = make_av_clip(work / "speech.mp4", 3.5, channels=2, seed=1)  # AAC 16 kHz stereo
     ten = make_av_clip(work / "ten.mp4", 10.0, width=192, height=108, seed=2)
-    long_fs = make_av_clip(work / "long_faststart.mp4", 35.0, width=192, height=108, seed=3,
-                           extra=("-movflags", "+faststart"))
+    long_fs = make_av_clip(
+        work / "long_faststart.mp4", 35.0, width=192, height=108, seed=3, extra=("-movflags", "+faststart")
+    )
 
     ffmpeg("-i", base, "-vf", "scale=333:247", *x264, "-pix_fmt", "yuv444p", "-c:a", "copy", src / "odd_333x247.mp4")
     ffmpeg("-i", base, "-c", "copy", "-metadata:s:v:0", "rotate=90", src / "rotated.mp4")
@@ -105,8 +105,25 @@ def make_corpus(work: Path) -> Path:
     shutil.copy(speech, src / "mp4_named.dat")
     shutil.copy(base, src / "dogs" / "dog walk.mp4")
     ffmpeg("-i", ten, "-c:v", "copy", "-af", "aselect='not(between(t,4,5))'", "-c:a", "aac", src / "gap.mkv")
-    ffmpeg("-i", base, "-i", speech, "-map", "0:v", "-map", "0:a", "-map", "1:a", "-c", "copy",
-           "-disposition:a:0", "default", "-disposition:a:1", "0", src / "two_audio.mp4")
+    ffmpeg(
+        "-i",
+        base,
+        "-i",
+        speech,
+        "-map",
+        "0:v",
+        "-map",
+        "0:a",
+        "-map",
+        "1:a",
+        "-c",
+        "copy",
+        "-disposition:a:0",
+        "default",
+        "-disposition:a:1",
+        "0",
+        src / "two_audio.mp4",
+    )
 
     (src / "corrupt.mp4").write_bytes(random.Random(1234).randbytes(200_000))
     truncate(base, src / "trunc_moov_end.mp4", 0.3)
@@ -123,10 +140,28 @@ def make_corpus(work: Path) -> Path:
     (src / "release.nfo").write_text(notes, encoding="utf-8")
     ffmpeg("-i", base, "-c", "copy", "-an", src / "no_audio.mp4")
     ffmpeg("-i", speech, "-vn", "-c:a", "copy", src / "audio_only.m4a")
-    ffmpeg("-i", speech, "-f", "lavfi", "-i", "color=c=red:s=64x64:d=1", "-map", "0:a", "-map", "1:v", "-frames:v", "1",
-           "-c:a", "libmp3lame", "-c:v", "mjpeg", "-disposition:v:0", "attached_pic", src / "cover_art.mp3")
-    ffmpeg("-i", base, "-vf", r"select=eq(n\,0)", "-vsync", "passthrough", *x264, "-c:a", "copy",
-           src / "one_frame.mp4")
+    ffmpeg(
+        "-i",
+        speech,
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=red:s=64x64:d=1",
+        "-map",
+        "0:a",
+        "-map",
+        "1:v",
+        "-frames:v",
+        "1",
+        "-c:a",
+        "libmp3lame",
+        "-c:v",
+        "mjpeg",
+        "-disposition:v:0",
+        "attached_pic",
+        src / "cover_art.mp3",
+    )
+    ffmpeg("-i", base, "-vf", r"select=eq(n\,0)", "-vsync", "passthrough", *x264, "-c:a", "copy", src / "one_frame.mp4")
     ffmpeg("-t", "1.5", "-i", speech, "-c", "copy", src / "short.mp4")
     ffmpeg("-i", base, "-c:v", "copy", "-af", "volume=0", "-c:a", "aac", src / "silent.mp4")
     os.symlink(work / "no_such_video.mp4", src / "broken_link.mp4")
@@ -145,8 +180,23 @@ def copy_entry(src: Path, dst: Path) -> None:
 
 
 def ingest(src: Path, out_root: Path, *extra: str) -> subprocess.CompletedProcess:
-    return run_cli("pipeline.cli", "--src", str(src), "--out", str(out_root / "shards"), "--engine", "processes",
-                   "--workers", "2", "--shard-size", "3", "--min-duration", str(MIN_DURATION), *extra, timeout=300)
+    return run_cli(
+        "pipeline.cli",
+        "--src",
+        str(src),
+        "--out",
+        str(out_root / "shards"),
+        "--engine",
+        "processes",
+        "--workers",
+        "2",
+        "--shard-size",
+        "3",
+        "--min-duration",
+        str(MIN_DURATION),
+        *extra,
+        timeout=300,
+    )
 
 
 @dataclass
@@ -248,8 +298,9 @@ def test_failure_details_say_what_was_wrong(mixed: Run) -> None:
     assert head and 3.0 <= float(head.group(1)) <= 8.0, reasons["trunc_35s_head.mp4"]
     assert reasons["aac_16_corrupt.mp4"] == "corrupt: 1.0 s lost mid-file to undecodable data (16 bad packets)"
     for relpath in ("garbage_20k.mp4", "corrupt_middle.mp4"):
-        lost = re.fullmatch(r"corrupt: ([\d.]+) s lost mid-file to undecodable data \((\d+) bad packets\)",
-                            reasons[relpath])
+        lost = re.fullmatch(
+            r"corrupt: ([\d.]+) s lost mid-file to undecodable data \((\d+) bad packets\)", reasons[relpath]
+        )
         assert lost and float(lost.group(1)) > 0.5 and int(lost.group(2)) == mixed.videos.loc[relpath, "decode_errors"]
     assert reasons["silent.mp4"] == "silent audio: RMS -inf dBFS"  # every sample is exactly 0
     # what the headers said is kept for files that opened
@@ -317,9 +368,31 @@ def test_two_audio_streams_use_the_default_one_like_the_ffmpeg_cli(mixed: Run, w
     assert mixed.sample("two_audio.mp4").meta.audio_stream == 1
     # without a default stream the command line takes the one with most channels (a higher bit rate does not count)
     no_default = work / "two_audio_no_default.mkv"
-    ffmpeg("-i", work / "base.mp4", "-i", work / "speech.mp4", "-map", "0:v", "-map", "0:a", "-map", "1:a",
-           "-c:v", "copy", "-c:a", "aac", "-b:a:0", "128k", "-b:a:1", "32k", "-disposition:a:0", "0",
-           "-disposition:a:1", "0", no_default)
+    ffmpeg(
+        "-i",
+        work / "base.mp4",
+        "-i",
+        work / "speech.mp4",
+        "-map",
+        "0:v",
+        "-map",
+        "0:a",
+        "-map",
+        "1:a",
+        "-c:v",
+        "copy",
+        "-c:a",
+        "aac",
+        "-b:a:0",
+        "128k",
+        "-b:a:1",
+        "32k",
+        "-disposition:a:0",
+        "0",
+        "-disposition:a:1",
+        "0",
+        no_default,
+    )
     with av.open(str(no_default)) as container:
         chosen = pick_audio_stream(container)
         assert chosen is not None and (chosen.index, chosen.codec_context.channels) == (2, 2)
@@ -353,9 +426,26 @@ def test_rotation_metadata_is_applied_like_the_ffmpeg_command_line(mixed: Run) -
     assert (sample.meta.width, sample.meta.height) == (256, 454)  # source size after rotation
 
     def cli_first_frame(path: Path, rotate: str) -> np.ndarray:
-        raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-vf", f"{rotate}scale={width}:{height}",
-                              "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"],
-                             capture_output=True, check=True).stdout
+        raw = subprocess.run(
+            [
+                "ffmpeg",
+                "-v",
+                "error",
+                "-i",
+                str(path),
+                "-vf",
+                f"{rotate}scale={width}:{height}",
+                "-frames:v",
+                "1",
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "gray",
+                "-",
+            ],
+            capture_output=True,
+            check=True,
+        ).stdout
         return np.frombuffer(raw, np.uint8).reshape(height, width).astype(np.float64)
 
     autorotated = cli_first_frame(mixed.src / "rotated.mp4", "")  # the CLI applies the display matrix itself

@@ -44,8 +44,9 @@ def ingest(src: Path, out: Path, *extra: str, capsys: pytest.CaptureFixture[str]
     return status, " ".join(capsys.readouterr().err.split())
 
 
-def test_files_it_did_not_write_are_never_deleted(clips: Path, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_files_it_did_not_write_are_never_deleted(
+    clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "shards"
     out.mkdir()
     (out / "my_backup.tar").write_bytes(b"precious")
@@ -60,8 +61,9 @@ def test_files_it_did_not_write_are_never_deleted(clips: Path, tmp_path: Path,
     assert sorted(p.name for p in out.glob("*.tar")) == ["0000.tar", "0001.tar", "my_backup.tar"]
 
 
-def test_shard_named_files_of_someone_else_are_refused(clips: Path, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_shard_named_files_of_someone_else_are_refused(
+    clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "shards"
     out.mkdir()
     (out / "0000.tar").write_bytes(b"someone else's")
@@ -70,8 +72,9 @@ def test_shard_named_files_of_someone_else_are_refused(clips: Path, tmp_path: Pa
     assert (out / "0000.tar").read_bytes() == b"someone else's"
 
 
-def test_a_second_job_on_the_same_output_is_refused(clips: Path, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_second_job_on_the_same_output_is_refused(
+    clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "shards"
     with locked(out):  # what a running job holds
         status, message = ingest(clips, out, capsys=capsys)
@@ -90,8 +93,7 @@ def test_manifests_belong_to_their_shards(clips: Path, tmp_path: Path, capsys: p
     assert status == 1 and "describe the shards in" in message and "another --manifests" in message
     assert (tmp_path / "manifests" / "stats.json").read_bytes() == stats
     # another --manifests does not get around the settings guard: the shards name their manifests
-    status, message = ingest(clips, first, "--short-side", "32", "--manifests", str(tmp_path / "other"),
-                             capsys=capsys)
+    status, message = ingest(clips, first, "--short-side", "32", "--manifests", str(tmp_path / "other"), capsys=capsys)
     assert status == 1 and "belong to the manifests in" in message
     assert default_stats_path([str(first / "0000.tar")]) == first / "../manifests/stats.json"
     status, _ = ingest(clips, second, "--manifests", str(tmp_path / "manifests_b"), capsys=capsys)
@@ -101,8 +103,9 @@ def test_manifests_belong_to_their_shards(clips: Path, tmp_path: Path, capsys: p
         default_stats_path([str(second / "0000.tar")])
 
 
-def test_odd_names_and_folders_are_ingested_or_listed(clips: Path, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_odd_names_and_folders_are_ingested_or_listed(
+    clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = tmp_path / "src"
     src.mkdir()
     os.link(clips / "clip0.mp4", src / os.fsdecode(b"caf\xe9.mp4"))  # not UTF-8
@@ -131,7 +134,8 @@ def test_no_training_video_is_said_out_loud(clips: Path, tmp_path: Path, capsys:
 
 
 def test_a_full_disk_is_a_clear_message_and_leaves_no_temporary_files(
-        clips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "shards"
     out.mkdir()
     (out / ".0007.tar.tmp-0123456789abcdef0123456789abcdef").write_bytes(b"left by a killed worker")
@@ -140,8 +144,9 @@ def test_a_full_disk_is_a_clear_message_and_leaves_no_temporary_files(
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "manifests" / "videos.parquet"))
 
     monkeypatch.setattr("pipeline.ingest.write_tables", full)
-    config = IngestConfig(src=clips, out=out, engine="processes", workers=1, shard_size=2, val_fraction=0.0,
-                          short_side=64)
+    config = IngestConfig(
+        src=clips, out=out, engine="processes", workers=1, shard_size=2, val_fraction=0.0, short_side=64
+    )
     with pytest.raises(IngestError, match=r"no space left on device .*videos\.parquet.*rerun"):
         run_ingest(config, Console(file=open(os.devnull, "w")))  # noqa: SIM115
     names = {p.name for p in out.iterdir()} | {p.name for p in (tmp_path / "manifests" / "parts").iterdir()}
@@ -175,16 +180,32 @@ def test_workers_die_with_a_killed_driver(clips: Path, tmp_path: Path) -> None:
     many = tmp_path / "many"
     for index in range(12):
         make_av_clip(many / f"c{index}.mp4", 3.0, width=96, height=64, seed=index)
-    process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "--src", str(many), "--out",
-                                str(tmp_path / "shards"), "--engine", "processes", "--workers", "2"],
-                               cwd=REPO, env={**os.environ, "CI": "true"}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "--src",
+            str(many),
+            "--out",
+            str(tmp_path / "shards"),
+            "--engine",
+            "processes",
+            "--workers",
+            "2",
+        ],
+        cwd=REPO,
+        env={**os.environ, "CI": "true"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         workers: set[int] = set()
         while len(workers) < 2 and time.monotonic() < deadline:
-            workers = {pid for pid in child_pids(process.pid) if b"spawn_main" in
-                       Path(f"/proc/{pid}/cmdline").read_bytes()}
+            workers = {
+                pid for pid in child_pids(process.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            }
             time.sleep(0.05)
         assert len(workers) == 2, "the pool did not start"
         workers |= child_pids(process.pid)  # and any helper process of multiprocessing

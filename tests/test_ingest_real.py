@@ -24,8 +24,21 @@ from tests.conftest import run_cli
 def ingested(real_clips: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Ingest the real clips once with 2 local Ray workers; returns the folder holding shards/ and manifests/."""
     root = tmp_path_factory.mktemp("real")
-    result = run_cli("pipeline.cli", "--src", str(real_clips), "--out", str(root / "shards"), "--workers", "2",
-                     "--shard-size", "3", "--val-fraction", "0.2", "--engine", "ray")
+    result = run_cli(
+        "pipeline.cli",
+        "--src",
+        str(real_clips),
+        "--out",
+        str(root / "shards"),
+        "--workers",
+        "2",
+        "--shard-size",
+        "3",
+        "--val-fraction",
+        "0.2",
+        "--engine",
+        "ray",
+    )
     assert result.returncode == 0, result.stderr
     assert "avts-ingest summary" in result.stderr
     return root
@@ -51,8 +64,26 @@ def cli_decoded_audio(path: Path, index: int) -> tuple[np.ndarray, float]:
     with av.open(str(path)) as container:
         stream = container.streams[index]
         first = next(container.decode(stream)).time
-    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", f"0:{index}", "-ac", "1", "-ar", "16000",
-                          "-f", "s16le", "-"], capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            f"0:{index}",
+            "-ac",
+            "1",
+            "-ar",
+            "16000",
+            "-f",
+            "s16le",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     return np.frombuffer(raw, dtype=np.int16).astype(np.float64), float(first)
 
 
@@ -79,8 +110,8 @@ def test_features_equal_python_speech_features_on_the_same_audio(ingested: Path,
         offset = round((sample.meta.source_start_s - first_sample_time) * 16000)
         needed = audio_samples_for(sample.meta.frames)
         aligned = np.zeros(needed)
-        piece = signal[max(offset, 0):max(offset, 0) + needed - max(-offset, 0)]
-        aligned[max(-offset, 0):max(-offset, 0) + len(piece)] = piece
+        piece = signal[max(offset, 0) : max(offset, 0) + needed - max(-offset, 0)]
+        aligned[max(-offset, 0) : max(-offset, 0) + len(piece)] = piece
         direct = logfbank(aligned, samplerate=16000, winlen=0.02, winstep=0.01, nfilt=40, nfft=1024)
         stored = sample.fbank.astype(np.float64)
         assert stored.shape == direct.shape

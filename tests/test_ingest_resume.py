@@ -39,13 +39,33 @@ OWN_HIDDEN = {".avts-shards.json", ".avts-ingest.lock"}  # the ownership marker 
 
 
 def ingest(src: Path, root: Path, *extra: str, workers: int = 1) -> subprocess.CompletedProcess:
-    return run_cli("pipeline.cli", "--src", str(src), "--out", str(root / "shards"), *ARGS,
-                   "--workers", str(workers), *extra, timeout=300)
+    return run_cli(
+        "pipeline.cli",
+        "--src",
+        str(src),
+        "--out",
+        str(root / "shards"),
+        *ARGS,
+        "--workers",
+        str(workers),
+        *extra,
+        timeout=300,
+    )
 
 
 def command(src: Path, root: Path, workers: int = 1) -> list[str]:
-    return [sys.executable, "-m", "pipeline.cli", "--src", str(src), "--out", str(root / "shards"), *ARGS,
-            "--workers", str(workers)]
+    return [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "--src",
+        str(src),
+        "--out",
+        str(root / "shards"),
+        *ARGS,
+        "--workers",
+        str(workers),
+    ]
 
 
 def sha256(path: Path) -> str:
@@ -72,8 +92,16 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for index in range(12):
         folder = "speech" if index % 2 else "scenes"
         width, height, fps, rate, channels = KINDS[folder]
-        make_av_clip(src / folder / f"clip {index:02d}.mp4", CLIP_S, width=width, height=height, fps=fps,
-                     sample_rate=rate, channels=channels, seed=index)
+        make_av_clip(
+            src / folder / f"clip {index:02d}.mp4",
+            CLIP_S,
+            width=width,
+            height=height,
+            fps=fps,
+            sample_rate=rate,
+            channels=channels,
+            seed=index,
+        )
     assert len(list(src.rglob("*.mp4"))) == 12
     return src
 
@@ -96,8 +124,14 @@ def test_resume_after_sigkill_gives_the_same_shards_and_manifests(corpus: Path, 
     shards = root / "shards"
     log = root.parent / "killed.log"
     with log.open("w") as stderr:
-        process = subprocess.Popen(command(corpus, root), cwd=REPO, env={**os.environ, "CI": "true"},
-                                   stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+        process = subprocess.Popen(
+            command(corpus, root),
+            cwd=REPO,
+            env={**os.environ, "CI": "true"},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 120
         while not (shards.is_dir() and any(SHARD_NAME.match(p.name) for p in shards.iterdir())):
@@ -133,8 +167,9 @@ def test_resume_after_sigkill_gives_the_same_shards_and_manifests(corpus: Path, 
     assert shard_digests(root) == expected
     pd.testing.assert_frame_equal(table(root, "videos.parquet"), table(reference, "videos.parquet"))
     pd.testing.assert_frame_equal(table(root, "shards.parquet"), table(reference, "shards.parquet"))
-    assert json.loads((root / "manifests" / "stats.json").read_text()) == \
-        json.loads((reference / "manifests" / "stats.json").read_text())
+    assert json.loads((root / "manifests" / "stats.json").read_text()) == json.loads(
+        (reference / "manifests" / "stats.json").read_text()
+    )
 
 
 def test_two_workers_give_the_same_bytes_as_one(corpus: Path, reference: Path) -> None:
@@ -142,8 +177,10 @@ def test_two_workers_give_the_same_bytes_as_one(corpus: Path, reference: Path) -
     result = ingest(corpus, root, workers=2)
     assert result.returncode == 0, result.stderr
     assert shard_digests(root) == shard_digests(reference)
-    pd.testing.assert_frame_equal(pd.read_parquet(root / "manifests" / "shards.parquet"),
-                                  pd.read_parquet(reference / "manifests" / "shards.parquet"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(root / "manifests" / "shards.parquet"),
+        pd.read_parquet(reference / "manifests" / "shards.parquet"),
+    )
     pd.testing.assert_frame_equal(table(root, "videos.parquet"), table(reference, "videos.parquet"))
 
 

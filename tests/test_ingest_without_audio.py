@@ -17,8 +17,16 @@ from tests.conftest import make_av_clip
 
 
 def settings(keep: bool) -> EncodeSettings:
-    return EncodeSettings(short_side=64, crf=23, preset="ultrafast", mp3=False, mp3_bitrate=64000, min_duration=1.0,
-                          threads=1, keep_without_audio=keep)
+    return EncodeSettings(
+        short_side=64,
+        crf=23,
+        preset="ultrafast",
+        mp3=False,
+        mp3_bitrate=64000,
+        min_duration=1.0,
+        threads=1,
+        keep_without_audio=keep,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +34,27 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("no_audio")
     sound = make_av_clip(folder / "sound.mp4", 3.0, width=96, height=64)
     made = {"sound": sound, "mute": folder / "mute.mp4", "silent": folder / "silent.mp4"}
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(sound), "-an", "-c", "copy", str(made["mute"])],
-                   check=True)
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(sound), "-c:v", "copy", "-af", "volume=0", "-c:a", "aac",
-                    str(made["silent"])], check=True)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-i", str(sound), "-an", "-c", "copy", str(made["mute"])], check=True
+    )
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(sound),
+            "-c:v",
+            "copy",
+            "-af",
+            "volume=0",
+            "-c:a",
+            "aac",
+            str(made["silent"]),
+        ],
+        check=True,
+    )
     return made
 
 

@@ -104,12 +104,14 @@ def test_mc3_parameter_count_close_to_torchvision_mc3_18() -> None:
         return c_in * c_out * k + 3 * c_out * c_out * k + 4 * 2 * c_out  # 4 convs + 4 BNs
 
     expected = (
-        3 * w * 3 * 7 * 7 + 2 * w  # stem + BN
+        3 * w * 3 * 7 * 7
+        + 2 * w  # stem + BN
         + group(w, w, 27)
         + group(w, 2 * w, 9)
         + group(2 * w, 4 * w, 9)
         + group(4 * w, 8 * w, 9)
-        + 8 * w * embed + embed  # fc
+        + 8 * w * embed
+        + embed  # fc
     )
     assert n_params == expected
     assert 10.5e6 < n_params < 12.5e6
@@ -208,8 +210,7 @@ def test_tiny_two_stream_model_fits_fixed_batch() -> None:
     The audio window is shortened to 40 frames to keep the test fast on two cores.
     """
     torch.manual_seed(0)
-    model = AVTSModel(VideoNet(width=4, embed_dim=16), AudioNet(width=4, embed_dim=16, n_frames=40),
-                      normalize=False)
+    model = AVTSModel(VideoNet(width=4, embed_dim=16), AudioNet(width=4, embed_dim=16, n_frames=40), normalize=False)
     video = torch.randn(8, 3, 4, 16, 16)
     audio = torch.randn(8, 1, 40, 40)
     y = torch.tensor([1.0, 0.0] * 4)

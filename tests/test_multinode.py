@@ -86,21 +86,48 @@ class Cluster:
     run_id: str = field(default_factory=lambda: f"avts-{uuid.uuid4().hex[:8]}")
     nodes: list[Node] = field(default_factory=list)
 
-    def start(self, name: str, trainer_args: list[str], *, host: bool, cwd: Path = REPO,
-              max_restarts: int = 3) -> Node:
+    def start(self, name: str, trainer_args: list[str], *, host: bool, cwd: Path = REPO, max_restarts: int = 3) -> Node:
         """Start one node: a launcher with one trainer process, restart-safe (``--resume``). ``host``: this
         launcher hosts the rendezvous store (the others connect to it)."""
         marker = f"{self.run_id}-{name}"
-        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
-                   "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{self.port}", "--rdzv-id", self.run_id,
-                   "--rdzv-conf", f"is_host={'true' if host else 'false'}", "--max-restarts", str(max_restarts),
-                   "--monitor-interval", "0.5", "-m", "trainer.cli", *trainer_args, "--resume"]
-        env = {**os.environ, **ELASTIC_ENV, "CI": "true", "OMP_NUM_THREADS": "1", MARKER: marker,
-               "PYTHONPATH": str(REPO)}
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            "2",
+            "--nproc-per-node",
+            "1",
+            "--rdzv-backend",
+            "c10d",
+            "--rdzv-endpoint",
+            f"127.0.0.1:{self.port}",
+            "--rdzv-id",
+            self.run_id,
+            "--rdzv-conf",
+            f"is_host={'true' if host else 'false'}",
+            "--max-restarts",
+            str(max_restarts),
+            "--monitor-interval",
+            "0.5",
+            "-m",
+            "trainer.cli",
+            *trainer_args,
+            "--resume",
+        ]
+        env = {
+            **os.environ,
+            **ELASTIC_ENV,
+            "CI": "true",
+            "OMP_NUM_THREADS": "1",
+            MARKER: marker,
+            "PYTHONPATH": str(REPO),
+        }
         log = self.folder / f"{self.run_id}-{name}.log"
         with log.open("w") as handle:
-            process = subprocess.Popen(command, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                command, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+            )
         node = Node(name, process, log, marker)
         self.nodes.append(node)
         return node
@@ -163,13 +190,23 @@ def two_node_run(train_shards: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def test_two_nodes_read_the_split_of_one_node_and_agree_on_weights(
-        two_node_run: tuple[Path, str], train_shards: Path, tmp_path: Path) -> None:
+    two_node_run: tuple[Path, str], train_shards: Path, tmp_path: Path
+) -> None:
     out, logs = two_node_run
     assert "--resume: no checkpoint" in logs  # the restart-safe command starts a new run in an empty folder
     assert "avts-train 2 process(es)" in logs
     one_node = tmp_path / "one-node"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "trainer.cli", *trainer_args(train_shards, one_node, *SPLIT_ARGS)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "trainer.cli",
+        *trainer_args(train_shards, one_node, *SPLIT_ARGS),
+    ]
     env = {**os.environ, "CI": "true", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=420, cwd=REPO, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -200,8 +237,9 @@ def test_killed_node_rejoins_and_the_run_ends_as_if_never_stopped(train_shards: 
         last = broken / "checkpoints" / "last.pt"
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:  # wait for a checkpoint in the middle of the second epoch
-            assert first.process.poll() is None and second.process.poll() is None, \
+            assert first.process.poll() is None and second.process.poll() is None, (
                 f"the run ended before a node could be killed mid-epoch\n{cluster.logs()}"
+            )
             try:
                 state = torch.load(last, weights_only=False)["state"] if last.exists() else None
             except Exception:  # replaced while being read: read it again
@@ -224,8 +262,9 @@ def test_killed_node_rejoins_and_the_run_ends_as_if_never_stopped(train_shards: 
         logs = first.text() + back.text()
     finally:
         cluster.close()
-    assert (f"resuming at epoch 2, step {resumable['step_in_epoch']} of it "
-            f"(global step {resumable['global_step']})") in logs
+    assert (
+        f"resuming at epoch 2, step {resumable['step_in_epoch']} of it (global step {resumable['global_step']})"
+    ) in logs
     for rank in (0, 1):
         expected, got = audit(whole, rank), audit(broken, rank)
         assert [r["epoch"] for r in got] == [0, 1]
@@ -233,14 +272,16 @@ def test_killed_node_rejoins_and_the_run_ends_as_if_never_stopped(train_shards: 
         assert got[-1]["weights_sum"] == pytest.approx(expected[-1]["weights_sum"], rel=1e-9)
         assert got[-1]["weights_abs_sum"] == pytest.approx(expected[-1]["weights_abs_sum"], rel=1e-9)
         # after the resume each rank read exactly the rest of its part of the epoch
-        assert got[-1]["keys"] == expected[-1]["keys"][resumable["step_in_epoch"] * 2:]
+        assert got[-1]["keys"] == expected[-1]["keys"][resumable["step_in_epoch"] * 2 :]
     assert [s["step"] for s in records(broken, "step")] == [s["step"] for s in records(whole, "step")]
-    assert records(broken, "epoch")[-1]["train_loss"] == pytest.approx(records(whole, "epoch")[-1]["train_loss"],
-                                                                       rel=1e-6)
+    assert records(broken, "epoch")[-1]["train_loss"] == pytest.approx(
+        records(whole, "epoch")[-1]["train_loss"], rel=1e-6
+    )
 
 
 def test_ranks_resuming_from_different_folders_stop_with_a_clear_error(
-        two_node_run: tuple[Path, str], train_shards: Path, tmp_path: Path) -> None:
+    two_node_run: tuple[Path, str], train_shards: Path, tmp_path: Path
+) -> None:
     # "--out run" relative to each launcher's folder: a run folder on each node's local disk, not shared
     (tmp_path / "node-b").mkdir()
     shutil.copytree(two_node_run[0] / "checkpoints", tmp_path / "node-a" / "run" / "checkpoints")
@@ -248,8 +289,10 @@ def test_ranks_resuming_from_different_folders_stop_with_a_clear_error(
     cluster = Cluster(tmp_path)
     try:
         args = trainer_args(train_shards, "run", "--epochs", "3", "--workers", "1")
-        nodes = [cluster.start("A", args, host=True, cwd=tmp_path / "node-a", max_restarts=0),
-                 cluster.start("B", args, host=False, cwd=tmp_path / "node-b", max_restarts=0)]
+        nodes = [
+            cluster.start("A", args, host=True, cwd=tmp_path / "node-a", max_restarts=0),
+            cluster.start("B", args, host=False, cwd=tmp_path / "node-b", max_restarts=0),
+        ]
         codes = cluster.wait(nodes, 300, "ranks with different run folders")
     finally:
         cluster.close()
@@ -260,11 +303,16 @@ def test_ranks_resuming_from_different_folders_stop_with_a_clear_error(
 
 
 def test_resuming_with_another_number_of_processes_says_the_run_will_differ(
-        two_node_run: tuple[Path, str], train_shards: Path, tmp_path: Path) -> None:
+    two_node_run: tuple[Path, str], train_shards: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "one-process"
     shutil.copytree(two_node_run[0], out)
-    command = [sys.executable, "-m", "trainer.cli", *trainer_args(train_shards, out, "--epochs", "3", "--workers",
-                                                                  "1", "--resume")]
+    command = [
+        sys.executable,
+        "-m",
+        "trainer.cli",
+        *trainer_args(train_shards, out, "--epochs", "3", "--workers", "1", "--resume"),
+    ]
     env = {**os.environ, "CI": "true", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
     assert result.returncode == 0, result.stderr[-3000:]

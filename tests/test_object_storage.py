@@ -36,16 +36,37 @@ from avts import storage
 from tests.conftest import REPO, make_av_clip
 from tests.test_storage import _launch_moto, _wait_ready
 
-FAST = ["--engine", "processes", "--workers", "1", "--shard-size", "2", "--val-fraction", "0.25",
-        "--short-side", "64"]
-TINY = ["--batch-size", "2", "--width", "4", "--audio-width", "4", "--embed-dim", "16", "--crop-size", "32",
-        "--val-clips", "2", "--log-every", "1", "--shuffle-buffer", "20", "--audio-context", "4", "--device", "cpu",
-        "--epochs", "1"]
+FAST = ["--engine", "processes", "--workers", "1", "--shard-size", "2", "--val-fraction", "0.25", "--short-side", "64"]
+TINY = [
+    "--batch-size",
+    "2",
+    "--width",
+    "4",
+    "--audio-width",
+    "4",
+    "--embed-dim",
+    "16",
+    "--crop-size",
+    "32",
+    "--val-clips",
+    "2",
+    "--log-every",
+    "1",
+    "--shuffle-buffer",
+    "20",
+    "--audio-context",
+    "4",
+    "--device",
+    "cpu",
+    "--epochs",
+    "1",
+]
 SHARDS = ["0000.tar", "0001.tar", "val-0000.tar"]
 OWN_LOCK = ".avts-ingest.lock"  # local folders only: a bucket cannot be locked
 
 
 # ------------------------------------------------------------------------------------------- fixtures
+
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
@@ -58,12 +79,24 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     process, endpoint = _launch_moto()
     staging = tmp_path_factory.mktemp("worker_tmp")
     with pytest.MonkeyPatch.context() as patch:
-        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
-                     "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        for name in (
+            "AWS_PROFILE",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+            "AWS_SESSION_TOKEN",
+            "AWS_CONFIG_FILE",
+            "AWS_SHARED_CREDENTIALS_FILE",
+        ):
             patch.delenv(name, raising=False)
-        for name, value in (("AWS_ENDPOINT_URL", endpoint), ("AWS_ACCESS_KEY_ID", "testing"),
-                            ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_DEFAULT_REGION", "us-east-1"),
-                            ("AWS_EC2_METADATA_DISABLED", "true"), ("TMPDIR", str(staging)), ("CI", "true")):
+        for name, value in (
+            ("AWS_ENDPOINT_URL", endpoint),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("TMPDIR", str(staging)),
+            ("CI", "true"),
+        ):
             patch.setenv(name, value)
         s3fs.S3FileSystem.clear_instance_cache()
         try:
@@ -135,13 +168,16 @@ def parquet(data: bytes) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------------------------- ingest
 
+
 def test_ingest_to_s3_writes_what_a_local_run_writes(s3: Path, s3_run: tuple[str, str], local_run: Path) -> None:
     run, message = s3_run
     remote, local = objects(run), local_files(local_run)
     expected = {name for name in local if not name.endswith(OWN_LOCK)}
     assert set(remote) == expected  # nothing else (no temporary objects) and nothing missing
-    assert {name for name in remote if name.startswith("shards/")} == \
-        {"shards/.avts-shards.json", *(f"shards/{name}" for name in SHARDS)}
+    assert {name for name in remote if name.startswith("shards/")} == {
+        "shards/.avts-shards.json",
+        *(f"shards/{name}" for name in SHARDS),
+    }
     assert {"meta/parts/0000.tar.json", "meta/stats.json", "meta/videos.parquet", "meta/ingest.json"} < set(remote)
     for name in SHARDS:  # the same writer: the same bytes
         assert remote[f"shards/{name}"] == local[f"shards/{name}"], name
@@ -161,10 +197,30 @@ def test_the_settings_guard_and_the_binding_hold_on_s3(s3_run: tuple[str, str], 
 
     messages = io.StringIO()
     with contextlib.redirect_stderr(messages):
-        other_settings = main(["--src", str(clips), "--out", storage.join(run, "shards"), "--manifests",
-                               storage.join(run, "meta"), *FAST, "--short-side", "32"])
-        other_manifests = main(["--src", str(clips), "--out", storage.join(run, "shards"), "--manifests",
-                                storage.join(run, "elsewhere"), *FAST])
+        other_settings = main(
+            [
+                "--src",
+                str(clips),
+                "--out",
+                storage.join(run, "shards"),
+                "--manifests",
+                storage.join(run, "meta"),
+                *FAST,
+                "--short-side",
+                "32",
+            ]
+        )
+        other_manifests = main(
+            [
+                "--src",
+                str(clips),
+                "--out",
+                storage.join(run, "shards"),
+                "--manifests",
+                storage.join(run, "elsewhere"),
+                *FAST,
+            ]
+        )
     said = " ".join(messages.getvalue().split())
     assert other_settings == 1 and "other settings (short_side)" in said and "--overwrite" in said, said
     assert other_manifests == 1 and f"belong to the manifests in {run}/meta" in said, said
@@ -175,8 +231,12 @@ def test_a_missing_bucket_is_a_clear_message(s3: Path, clips: Path, tmp_path: Pa
     from trainer.cli import main as train
 
     status, said = ingest(clips, "s3://no-such-bucket-avts/run/shards", "s3://no-such-bucket-avts/run/meta")
-    assert status == 1 and "avts-ingest: s3://no-such-bucket-avts/run/shards: bucket 'no-such-bucket-avts' does " \
-                           f"not exist at {os.environ['AWS_ENDPOINT_URL']}" in said, said
+    assert (
+        status == 1
+        and "avts-ingest: s3://no-such-bucket-avts/run/shards: bucket 'no-such-bucket-avts' does "
+        f"not exist at {os.environ['AWS_ENDPOINT_URL']}"
+        in said
+    ), said
     assert "warning" not in said  # the clean-up that could not run is not reported over the cause
     messages = io.StringIO()
     with contextlib.redirect_stderr(messages):
@@ -213,8 +273,10 @@ class UploadStaller:
             client.settimeout(None)
             upstream = socket.create_connection(self.upstream)
             self.sockets += [client, upstream]
-            self.threads += [self._start(self._pump, upstream, client, None),
-                             self._start(self._pump, client, upstream, self.request)]
+            self.threads += [
+                self._start(self._pump, upstream, client, None),
+                self._start(self._pump, client, upstream, self.request),
+            ]
 
     def _pump(self, source: socket.socket, target: socket.socket, watch: bytes | None) -> None:
         budget: int | None = None
@@ -248,8 +310,14 @@ def test_a_killed_upload_leaves_no_shard_and_the_rerun_resumes(s3: Path, clips: 
     command = [sys.executable, "-m", "pipeline.cli", "--src", str(clips), "--out", out, "--manifests", meta, *FAST]
     log = clips.parent / "killed.log"
     with log.open("w") as stderr:
-        process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "AWS_ENDPOINT_URL": staller.endpoint},
-                                   stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env={**os.environ, "AWS_ENDPOINT_URL": staller.endpoint},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
     try:
         stalled = staller.stalled.wait(120)  # 60 kB of the 133 kB shard are on their way
         os.killpg(process.pid, signal.SIGKILL)  # the CLI and its pool worker, mid-upload
@@ -282,6 +350,7 @@ def test_a_killed_upload_leaves_no_shard_and_the_rerun_resumes(s3: Path, clips: 
 
 
 # ---------------------------------------------------------------------------------------------- train
+
 
 def train_in_process(shards: str, out: Path, *extra: str) -> tuple[int, str]:
     """avts-train in this process; its exit status and its messages."""
@@ -378,9 +447,25 @@ def test_a_connection_dropped_mid_shard_is_a_warning_and_training_goes_on(local_
     second one's features, so the shard gives at most one whole sample and a broken one, which is skipped."""
     out = tmp_path / "dropped"
     with http_server(local_run, drop="shards/0001.tar", drop_after=100_000) as base:
-        result = subprocess.run([sys.executable, "-m", "trainer.cli", "--shards", f"{base}/shards/{{0000..0001}}.tar",
-                                 "--out", str(out), *TINY, "--workers", "1"], capture_output=True, text=True,
-                                timeout=300, cwd=REPO, env={**os.environ, "CI": "true", "OMP_NUM_THREADS": "1"})
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "trainer.cli",
+                "--shards",
+                f"{base}/shards/{{0000..0001}}.tar",
+                "--out",
+                str(out),
+                *TINY,
+                "--workers",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=REPO,
+            env={**os.environ, "CI": "true", "OMP_NUM_THREADS": "1"},
+        )
         shard = f"{base}/shards/0001.tar"
     assert result.returncode == 0, result.stderr[-3000:]
     said = " ".join(result.stderr.split())

@@ -50,8 +50,12 @@ from trainer.downstream.subclip_features import AudioConv5Extractor, random_audi
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = {"low": 250.0, "mid": 1000.0, "high": 4000.0}
 RATE = 22_050
-_CODECS = {".wav": ("pcm_s16le", "mono", {}), ".ogg": ("vorbis", "stereo", {"strict": "-2"}),
-           ".flac": ("flac", "mono", {}), ".mp3": ("libmp3lame", "mono", {})}
+_CODECS = {
+    ".wav": ("pcm_s16le", "mono", {}),
+    ".ogg": ("vorbis", "stereo", {"strict": "-2"}),
+    ".flac": ("flac", "mono", {}),
+    ".mp3": ("libmp3lame", "mono", {}),
+}
 
 
 def tone(freq: float, seconds: float, seed: int, rate: int = RATE) -> np.ndarray:
@@ -74,8 +78,12 @@ def write_audio(path: Path, samples: np.ndarray, rate: int = RATE) -> Path:
         stream = muxer.add_stream(codec, rate=rate, layout=layout, options=options)
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(interleaved), format="s16", layout=layout)
         frame.sample_rate, frame.pts = rate, 0
-        resampler = av.AudioResampler(format=stream.codec_context.format, layout=layout, rate=rate,
-                                      frame_size=stream.codec_context.frame_size or None)
+        resampler = av.AudioResampler(
+            format=stream.codec_context.format,
+            layout=layout,
+            rate=rate,
+            frame_size=stream.codec_context.frame_size or None,
+        )
         for chunk in [*resampler.resample(frame), *resampler.resample(None)]:
             muxer.mux(stream.encode(chunk))
         muxer.mux(stream.encode(None))
@@ -95,8 +103,9 @@ def write_video(path: Path, samples: np.ndarray | None, seconds: float = 2.0) ->
         if audio is not None:
             frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
             frame.sample_rate, frame.pts = 16_000, 0
-            resampler = av.AudioResampler(format=audio.codec_context.format, layout="mono", rate=16_000,
-                                          frame_size=audio.codec_context.frame_size)
+            resampler = av.AudioResampler(
+                format=audio.codec_context.format, layout="mono", rate=16_000, frame_size=audio.codec_context.frame_size
+            )
             for chunk in [*resampler.resample(frame), *resampler.resample(None)]:
                 muxer.mux(audio.encode(chunk))
             muxer.mux(audio.encode(None))
@@ -129,8 +138,7 @@ def quiet_progress(total: int) -> CountProgress:
 
 
 # ---- layouts --------------------------------------------------------------------------------------------------
-def test_esc50_layout_reads_audio_beside_the_meta_folder_and_lists_missing_rows(esc_like: Path,
-                                                                               tmp_path: Path) -> None:
+def test_esc50_layout_reads_audio_beside_the_meta_folder_and_lists_missing_rows(esc_like: Path, tmp_path: Path) -> None:
     meta = tmp_path / "meta" / "esc.csv"
     meta.parent.mkdir()
     rows = (esc_like / "meta" / "set.csv").read_text().splitlines()
@@ -140,15 +148,19 @@ def test_esc50_layout_reads_audio_beside_the_meta_folder_and_lists_missing_rows(
     assert labeled.scheme == FOLDS and len(labeled.files) == 18
     assert labeled.files[0] == LabeledFile(tmp_path / "audio" / "1-low-0.wav", "low", "1")
     assert {item.fold for item in labeled.files} == {"1", "2"}
-    assert [(Path(s.path).name, s.reason) for s in labeled.skipped] == [("9-gone-0.wav", "file not found"),
-                                                                        ("1-low-1.ogg", "no category")]
+    assert [(Path(s.path).name, s.reason) for s in labeled.skipped] == [
+        ("9-gone-0.wav", "file not found"),
+        ("1-low-1.ogg", "no category"),
+    ]
 
 
 def test_audio_file_column_is_relative_to_the_csv_and_audio_dir_overrides(esc_like: Path, tmp_path: Path) -> None:
     meta = tmp_path / "mini.csv"
-    meta.write_text("filename,fold,target,category,audio_file\n"
-                    f"x.wav,1,0,low,{esc_like / 'audio' / '1-low-0.wav'}\n"
-                    "1-mid-0.wav,2,1,mid,sub/absent.ogg\n")
+    meta.write_text(
+        "filename,fold,target,category,audio_file\n"
+        f"x.wav,1,0,low,{esc_like / 'audio' / '1-low-0.wav'}\n"
+        "1-mid-0.wav,2,1,mid,sub/absent.ogg\n"
+    )
     labeled = read_csv_layout(meta)
     assert [item.path for item in labeled.files] == [esc_like / "audio" / "1-low-0.wav"]
     assert labeled.skipped[0].path == str(tmp_path / "sub" / "absent.ogg")
@@ -187,7 +199,8 @@ def test_folder_layout_assigns_stratified_folds_by_name_hash(tmp_path: Path) -> 
     names = ["a.wav", "b.wav", "c.wav", "d.wav"]
     assert hashed_folds(names, 2) == hashed_folds(names, 2)
     assert dict(zip(names, hashed_folds(names, 2), strict=True)) == dict(
-        zip(names[::-1], hashed_folds(names[::-1], 2), strict=True))
+        zip(names[::-1], hashed_folds(names[::-1], 2), strict=True)
+    )
     assert sorted(hashed_folds(names, 3)) == ["1", "1", "2", "3"]
 
 
@@ -222,16 +235,23 @@ def test_run_probe_trains_each_fold_without_its_own_files(monkeypatch: pytest.Mo
     result = run_probe(FeatureTable(features, file_index, files, [], []), FOLDS)
     assert trained_on == [{"2", "3"}, {"1", "3"}, {"1", "2"}]
     assert [(fold.name, fold.train_files, fold.test_files) for fold in result.folds] == [
-        ("1", 8, 4), ("2", 8, 4), ("3", 8, 4)]
+        ("1", 8, 4),
+        ("2", 8, 4),
+        ("3", 8, 4),
+    ]
     assert result.mean_accuracy == 1.0 and len(result.true) == 12
 
 
 def test_mean_by_file_averages_sub_clip_scores() -> None:
-    scores = np.array([[1.0, 0.0, -1.0],
-                       [3.0, 0.0, 1.0],   # file 7: mean (2, 0, 0) -> class 0
-                       [0.0, 4.0, 0.0],
-                       [0.0, -2.0, 3.0],  # file 2: mean (0, 1, 1.5) -> class 2, though one sub-clip says 1
-                       [0.5, 0.2, 0.1]])  # file 4 alone
+    scores = np.array(
+        [
+            [1.0, 0.0, -1.0],
+            [3.0, 0.0, 1.0],  # file 7: mean (2, 0, 0) -> class 0
+            [0.0, 4.0, 0.0],
+            [0.0, -2.0, 3.0],  # file 2: mean (0, 1, 1.5) -> class 2, though one sub-clip says 1
+            [0.5, 0.2, 0.1],
+        ]
+    )  # file 4 alone
     files, means = mean_by_file(scores, np.array([7, 7, 2, 2, 4]))
     assert files.tolist() == [2, 4, 7]
     np.testing.assert_allclose(means, [[0.0, 1.0, 1.5], [0.5, 0.2, 0.1], [2.0, 0.0, 0.0]])
@@ -274,8 +294,7 @@ def test_subclip_filterbanks_slice_the_ingest_filterbank_and_pad_short_audio() -
 
 def test_decode_reads_any_container_to_16k_mono(tmp_path: Path) -> None:
     samples = tone(800, 1.5, seed=2)
-    lengths = {suffix: len(decode_mono_16k(write_audio(tmp_path / f"a{suffix}", samples)))
-               for suffix in _CODECS}
+    lengths = {suffix: len(decode_mono_16k(write_audio(tmp_path / f"a{suffix}", samples))) for suffix in _CODECS}
     for suffix, length in lengths.items():  # 1.5 s; lossy codecs may add up to one codec frame
         assert 24_000 <= length <= 24_000 + 1_200, (suffix, length)
     assert lengths[".wav"] == lengths[".flac"] == 24_000
@@ -321,7 +340,8 @@ def test_random_subnet_features_have_the_documented_shape() -> None:
     features = AudioConv5Extractor(net, mean, std, pool=(4, 1))(windows)
     assert features.shape == (2, 1024) and features.dtype == np.float32 and (features >= 0).all()
     normalized = (torch.from_numpy(windows[1].astype(np.float32)).T - torch.tensor(mean)[:, None].float()) / (
-        torch.tensor(std)[:, None].float())
+        torch.tensor(std)[:, None].float()
+    )
     with torch.no_grad():
         conv5 = net.conv5_features(normalized[None, None])
     assert tuple(conv5.shape) == (1, 256, 20, 50)  # the full map of a 2-s window: 256,000 values
@@ -337,8 +357,9 @@ def test_random_subnet_features_have_the_documented_shape() -> None:
 
 
 # ---- the command line -------------------------------------------------------------------------------------------
-def test_cli_writes_results_json_and_confusion_png(esc_like: Path, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_writes_results_json_and_confusion_png(
+    esc_like: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "res" / "RESULTS.json"
     assert main(["--meta", str(esc_like / "meta" / "set.csv"), "--features", "mfcc", "--out", str(out)]) == 0
     results = json.loads(out.read_text())
@@ -350,8 +371,9 @@ def test_cli_writes_results_json_and_confusion_png(esc_like: Path, tmp_path: Pat
     assert "mean ± std" in capsys.readouterr().out
 
 
-def test_cli_skips_bad_files_pads_short_ones_and_refuses_bad_flags(esc_like: Path, tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_skips_bad_files_pads_short_ones_and_refuses_bad_flags(
+    esc_like: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     audio = tmp_path / "audio"
     audio.mkdir()
     for item in read_csv_layout(esc_like / "meta" / "set.csv").files:
@@ -379,12 +401,14 @@ def test_cli_skips_bad_files_pads_short_ones_and_refuses_bad_flags(esc_like: Pat
     only_missing.write_text("filename,fold,category\nnope1.wav,1,a\nnope2.wav,2,b\n")
     assert main(["--meta", str(only_missing), "--features", "mfcc", "--out", str(tmp_path / "x.json")]) == 1
     assert "no usable audio files" in capsys.readouterr().err
-    for bad, message in ((["--features", "spectrogram"], "invalid choice"),
-                         (["--features", "avts"], "--features avts needs --checkpoint"),
-                         (["--features", "mfcc", "--stats", "s.json"], "--stats only applies to --features random"),
-                         (["--features", "mfcc", "--src", str(audio)], "--meta and --src cannot be combined"),
-                         (["--features", "random", "--pool", "4by1"], "expected BANDSxTIME"),
-                         (["--features", "random", "--subclips", "0"], "--subclips must be at least 1")):
+    for bad, message in (
+        (["--features", "spectrogram"], "invalid choice"),
+        (["--features", "avts"], "--features avts needs --checkpoint"),
+        (["--features", "mfcc", "--stats", "s.json"], "--stats only applies to --features random"),
+        (["--features", "mfcc", "--src", str(audio)], "--meta and --src cannot be combined"),
+        (["--features", "random", "--pool", "4by1"], "expected BANDSxTIME"),
+        (["--features", "random", "--subclips", "0"], "--subclips must be at least 1"),
+    ):
         with pytest.raises(SystemExit) as exit_info:
             main(["--meta", str(meta), *bad])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
@@ -393,21 +417,36 @@ def test_cli_skips_bad_files_pads_short_ones_and_refuses_bad_flags(esc_like: Pat
     assert exit_info.value.code == 2 and "one of --meta or --src is required" in capsys.readouterr().err
 
 
-def test_cli_reports_a_missing_or_foreign_checkpoint_in_one_line(esc_like: Path, tmp_path: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_reports_a_missing_or_foreign_checkpoint_in_one_line(
+    esc_like: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     save_checkpoint(tmp_path / "finetune", {"model": {}, "state": {"epoch": 1}, "classes": ["a", "b"]})
-    for checkpoint, message in ((tmp_path / "missing.pt", "no checkpoint at"),
-                                (tmp_path / "finetune" / "last.pt", "is not an avts-train checkpoint")):
-        argv = ["--meta", str(esc_like / "meta" / "set.csv"), "--features", "avts", "--checkpoint", str(checkpoint),
-                "--subclips", "1", "--out", str(tmp_path / "avts.json"), "--plain"]
+    for checkpoint, message in (
+        (tmp_path / "missing.pt", "no checkpoint at"),
+        (tmp_path / "finetune" / "last.pt", "is not an avts-train checkpoint"),
+    ):
+        argv = [
+            "--meta",
+            str(esc_like / "meta" / "set.csv"),
+            "--features",
+            "avts",
+            "--checkpoint",
+            str(checkpoint),
+            "--subclips",
+            "1",
+            "--out",
+            str(tmp_path / "avts.json"),
+            "--plain",
+        ]
         assert main(argv) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith("avts-probe: ") and message in err[-1] and "Traceback" not in "".join(err)
     assert not (tmp_path / "avts.json").exists()
 
 
-def test_cli_avts_features_use_the_checkpoint_subnet_and_its_stats(esc_like: Path, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_avts_features_use_the_checkpoint_subnet_and_its_stats(
+    esc_like: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     loaded: list[Path] = []
 
     def fake_loader(checkpoint: Path) -> tuple[torch.nn.Module, list[float], list[float]]:
@@ -416,8 +455,20 @@ def test_cli_avts_features_use_the_checkpoint_subnet_and_its_stats(esc_like: Pat
 
     monkeypatch.setattr(probe_cli, "load_audio_subnet", fake_loader)
     out = tmp_path / "avts.json"
-    argv = ["--meta", str(esc_like / "meta" / "set.csv"), "--features", "avts", "--checkpoint", str(tmp_path / "c.pt"),
-            "--subclips", "3", "--pool", "2x2", "--out", str(out)]
+    argv = [
+        "--meta",
+        str(esc_like / "meta" / "set.csv"),
+        "--features",
+        "avts",
+        "--checkpoint",
+        str(tmp_path / "c.pt"),
+        "--subclips",
+        "3",
+        "--pool",
+        "2x2",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0 and loaded == [tmp_path / "c.pt"]
     results = json.loads(out.read_text())
     assert results["normalization"] == f"stats stored in {tmp_path / 'c.pt'}" and results["pool"] == [2, 2]

@@ -69,7 +69,7 @@ def is_loopback(hex_address: str) -> bool:
     """127.0.0.0/8 or ::1 (or ::ffff:127.x.x.x) in /proc/net's hexadecimal, host byte order."""
     if len(hex_address) == 8:
         return bytes.fromhex(hex_address)[::-1][0] == 127
-    words = [bytes.fromhex(hex_address[i:i + 8])[::-1] for i in range(0, 32, 8)]
+    words = [bytes.fromhex(hex_address[i : i + 8])[::-1] for i in range(0, 32, 8)]
     raw = b"".join(words)
     return raw == bytes(15) + b"\x01" or (raw[:12] == bytes(10) + b"\xff\xff" and raw[12] == 127)
 
@@ -88,9 +88,15 @@ print("closed", flush=True)
 
 def test_embedded_ray_listens_on_loopback_only_with_a_token(clips: Path, tmp_path: Path) -> None:
     env = {name: value for name, value in os.environ.items() if not name.startswith("RAY_")}
-    driver = subprocess.Popen([sys.executable, "-c", HOLD_RAY, str(clips), str(tmp_path / "shards")], cwd=REPO,
-                              env={**env, "HOME": str(tmp_path)}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True, start_new_session=True)
+    driver = subprocess.Popen(
+        [sys.executable, "-c", HOLD_RAY, str(clips), str(tmp_path / "shards")],
+        cwd=REPO,
+        env={**env, "HOME": str(tmp_path)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         auth = json.loads(driver.stdout.readline())
         ray_processes = tree(driver.pid) - {driver.pid}
@@ -103,8 +109,7 @@ def test_embedded_ray_listens_on_loopback_only_with_a_token(clips: Path, tmp_pat
         driver.stdin.flush()
         assert driver.stdout.readline().strip() == "closed"
         deadline = time.monotonic() + 30
-        while (left := {pid for pid in ray_processes if Path(f"/proc/{pid}").exists()}) \
-                and time.monotonic() < deadline:
+        while (left := {pid for pid in ray_processes if Path(f"/proc/{pid}").exists()}) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not left, "Ray processes outlived ray.shutdown"
         assert driver.wait(timeout=30) == 0
@@ -115,9 +120,25 @@ def test_embedded_ray_listens_on_loopback_only_with_a_token(clips: Path, tmp_pat
 
 def test_a_killed_driver_takes_its_ray_along(clips: Path, tmp_path: Path) -> None:
     env = {**os.environ, "CI": "true"}
-    driver = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "--src", str(clips), "--out",
-                               str(tmp_path / "shards"), "--workers", "2", *ARGS], cwd=REPO, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "--src",
+            str(clips),
+            "--out",
+            str(tmp_path / "shards"),
+            "--workers",
+            "2",
+            *ARGS,
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         seen: set[int] = set()
@@ -126,13 +147,15 @@ def test_a_killed_driver_takes_its_ray_along(clips: Path, tmp_path: Path) -> Non
             assert driver.poll() is None, "the run ended before it could be killed"
             time.sleep(0.1)
         seen |= tree(driver.pid)
-        assert any(b"raylet" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in seen if
-                   Path(f"/proc/{pid}").exists()), "no Ray started"
+        assert any(
+            b"raylet" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in seen if Path(f"/proc/{pid}").exists()
+        ), "no Ray started"
         os.kill(driver.pid, signal.SIGKILL)  # the driver alone: its Ray must follow
         driver.wait(timeout=10)
         deadline = time.monotonic() + 15
-        while (left := {pid for pid in seen if Path(f"/proc/{pid}").exists() and pid != driver.pid}) \
-                and time.monotonic() < deadline:
+        while (
+            left := {pid for pid in seen if Path(f"/proc/{pid}").exists() and pid != driver.pid}
+        ) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not left, f"{len(left)} Ray processes outlived their driver"
     finally:
@@ -140,8 +163,9 @@ def test_a_killed_driver_takes_its_ray_along(clips: Path, tmp_path: Path) -> Non
             os.killpg(driver.pid, signal.SIGKILL)
 
 
-def test_an_address_where_no_ray_listens_fails_in_seconds(clips: Path, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_address_where_no_ray_listens_fails_in_seconds(
+    clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (port,) = free_ports(1)
     started = time.monotonic()
     status = main(["--src", str(clips), "--out", str(tmp_path / "shards"), "--address", f"127.0.0.1:{port}", *ARGS])
@@ -151,16 +175,34 @@ def test_an_address_where_no_ray_listens_fails_in_seconds(clips: Path, tmp_path:
 
 def ingest_on(cluster: LocalRayCluster, clips: Path, out: Path) -> subprocess.Popen[str]:
     """avts-ingest joining the cluster (a separate driver process with the cluster's token)."""
-    command = [sys.executable, "-m", "pipeline.cli", "--src", str(clips), "--out", str(out), "--address",
-               cluster.address, "--workers", "2", *ARGS]
-    return subprocess.Popen(command, cwd=REPO, env={**cluster.env, "CI": "true"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "--src",
+        str(clips),
+        "--out",
+        str(out),
+        "--address",
+        cluster.address,
+        "--workers",
+        "2",
+        *ARGS,
+    ]
+    return subprocess.Popen(
+        command,
+        cwd=REPO,
+        env={**cluster.env, "CI": "true"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 @pytest.mark.slow
-def test_a_two_node_cluster_shares_the_work_and_survives_losing_a_node(clips: Path, reference: dict[str, str],
-                                                                       tmp_path_factory: pytest.TempPathFactory
-                                                                       ) -> None:
+def test_a_two_node_cluster_shares_the_work_and_survives_losing_a_node(
+    clips: Path, reference: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
     base = Path(f"/tmp/avts-rc{os.getpid()}")  # short: Ray's socket paths are limited to 107 bytes
     work = tmp_path_factory.mktemp("cluster")
     with LocalRayCluster(base) as cluster:

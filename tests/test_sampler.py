@@ -243,13 +243,12 @@ def test_half_precision_features_give_float32_audio() -> None:
 
 def test_batch_of_one_is_rejected() -> None:
     with pytest.raises(ValueError, match="at least 2"):
-        PairSampler().sample(torch.zeros(1, 200, FILTERS), torch.tensor([200]), torch.tensor([0]),
-                             NegativeMix(easy=1.0, hard=0.0))
+        PairSampler().sample(
+            torch.zeros(1, 200, FILTERS), torch.tensor([200]), torch.tensor([0]), NegativeMix(easy=1.0, hard=0.0)
+        )
 
 
-@pytest.mark.parametrize(
-    "fractions", [(0.5, 0.4, 0.0), (1.0, 0.25, 0.0), (1.2, -0.2, 0.0), (float("nan"), 1.0, 0.0)]
-)
+@pytest.mark.parametrize("fractions", [(0.5, 0.4, 0.0), (1.0, 0.25, 0.0), (1.2, -0.2, 0.0), (float("nan"), 1.0, 0.0)])
 def test_negative_mix_is_validated(fractions: tuple[float, float, float]) -> None:
     with pytest.raises(ValueError, match="NegativeMix"):
         NegativeMix(*fractions)

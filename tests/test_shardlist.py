@@ -52,6 +52,8 @@ def test_urls_pass_through_and_pipe_urls_stream(folder: Path) -> None:
     urls = expand_shards(f"pipe:cat {folder}/{{0000..0002}}.tar")
     assert urls == [f"pipe:cat {folder}/{i:04d}.tar" for i in range(3)]
     assert expand_shards("https://example.org/avts/{00..01}.tar") == [
-        "https://example.org/avts/00.tar", "https://example.org/avts/01.tar"]
+        "https://example.org/avts/00.tar",
+        "https://example.org/avts/01.tar",
+    ]
     texts = [sample["txt"].decode() for sample in wds.WebDataset(urls, shardshuffle=False)]
     assert texts == ["0000.tar", "0001.tar", "0002.tar"]

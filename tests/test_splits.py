@@ -22,14 +22,17 @@ from pipeline.manifest import SKIPPED
 from pipeline.splits import AMBIGUOUS, HMDB51, NOT_LISTED, UCF101, UNUSED, SplitFileError, match_files, read_split_files
 from trainer.shardlist import expand_shards
 
-UCF_TRAIN = ("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\r\n"
-             "ApplyEyeMakeup/v_ApplyEyeMakeup_g09_c01.avi 1\r\n"
-             "HandstandPushups/v_HandStandPushups_g08_c01.avi 37\r\n")
-UCF_TEST = ("ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi\n"
-            "HandstandPushups/v_HandStandPushups_g01_c01.avi\n")
+UCF_TRAIN = (
+    "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\r\n"
+    "ApplyEyeMakeup/v_ApplyEyeMakeup_g09_c01.avi 1\r\n"
+    "HandstandPushups/v_HandStandPushups_g08_c01.avi 37\r\n"
+)
+UCF_TEST = "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi\nHandstandPushups/v_HandStandPushups_g01_c01.avi\n"
 UCF_TREE = [  # as UCF-101.rar unpacks (note the folder's "Handstand" against the lists' "HandStand")
-    "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi", "ApplyEyeMakeup/v_ApplyEyeMakeup_g09_c01.avi",
-    "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi", "HandstandPushups/v_HandstandPushups_g08_c01.avi",
+    "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi",
+    "ApplyEyeMakeup/v_ApplyEyeMakeup_g09_c01.avi",
+    "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi",
+    "HandstandPushups/v_HandstandPushups_g08_c01.avi",
     "HandstandPushups/v_HandstandPushups_g01_c01.mp4",  # re-encoded to another container
     "ApplyEyeMakeup/v_ApplyEyeMakeup_g25_c07.avi",  # in neither list
 ]
@@ -66,10 +69,15 @@ def test_ucf101_lists_match_case_and_extension_insensitively(tmp_path: Path) -> 
 
 def test_hmdb51_ids_flat_names_and_names_shared_by_two_classes(tmp_path: Path) -> None:
     lists = tmp_path / "testTrainMulti_7030_splits"
-    paths = [write(lists, "brush_hair_test_split2.txt",
-                   "April_09_brush_hair_u_nm_np1_ba_goo_0.avi 1 \nApril_09_brush_hair_u_nm_np1_ba_goo_1.avi 2 \n"
-                   "April_09_brush_hair_u_nm_np1_ba_goo_2.avi 0 \nshared_name_0.avi 1 \n"),
-             write(lists, "cartwheel_test_split2.txt", "shared_name_0.avi 2 \n(Cartwheel)_Mr._Bean_0.avi 1 \n")]
+    paths = [
+        write(
+            lists,
+            "brush_hair_test_split2.txt",
+            "April_09_brush_hair_u_nm_np1_ba_goo_0.avi 1 \nApril_09_brush_hair_u_nm_np1_ba_goo_1.avi 2 \n"
+            "April_09_brush_hair_u_nm_np1_ba_goo_2.avi 0 \nshared_name_0.avi 1 \n",
+        ),
+        write(lists, "cartwheel_test_split2.txt", "shared_name_0.avi 2 \n(Cartwheel)_Mr._Bean_0.avi 1 \n"),
+    ]
     table = read_split_files(paths)
     assert (table.dataset, table.number) == (HMDB51, 2)
     assert table.lookup("brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_0.avi") == (TRAIN, None)
@@ -81,18 +89,28 @@ def test_hmdb51_ids_flat_names_and_names_shared_by_two_classes(tmp_path: Path) -
     assert table.lookup("cartwheel/(Cartwheel)_Mr._Bean_0.avi") == (TRAIN, None)  # dots inside the name are kept
 
 
-@pytest.mark.parametrize(("files", "message"), [
-    ({"trainlist01.txt": UCF_TRAIN, "testlist02.txt": UCF_TEST}, "different splits (1, 2)"),
-    ({"trainlist01.txt": UCF_TRAIN, "brush_hair_test_split1.txt": "a.avi 1\n"}, "UCF101 and HMDB51"),
-    ({"trainlist01.txt": UCF_TRAIN, "testlist01.txt": "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi\n"},
-     "puts 'v_applyeyemakeup_g08_c01' in test but trainlist01.txt:1 puts it in train"),
-    ({"trainlist01.txt": "ApplyEyeMakeup/x.avi 1\nno_folder.avi 1\n"}, "trainlist01.txt:2: expected 'Class/video.avi"),
-    ({"brush_hair_test_split1.txt": "a.avi 1\nb.avi 3\n"}, "brush_hair_test_split1.txt:2: expected 'video.avi 0|1|2'"),
-    ({"classInd.txt": "1 ApplyEyeMakeup\n"}, "is not a split file"),
-    ({"testlist01.txt": "\n\n"}, "lists no video"),
-])
-def test_unusable_split_files_are_refused_with_the_reason(tmp_path: Path, files: dict[str, str],
-                                                          message: str) -> None:
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"trainlist01.txt": UCF_TRAIN, "testlist02.txt": UCF_TEST}, "different splits (1, 2)"),
+        ({"trainlist01.txt": UCF_TRAIN, "brush_hair_test_split1.txt": "a.avi 1\n"}, "UCF101 and HMDB51"),
+        (
+            {"trainlist01.txt": UCF_TRAIN, "testlist01.txt": "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi\n"},
+            "puts 'v_applyeyemakeup_g08_c01' in test but trainlist01.txt:1 puts it in train",
+        ),
+        (
+            {"trainlist01.txt": "ApplyEyeMakeup/x.avi 1\nno_folder.avi 1\n"},
+            "trainlist01.txt:2: expected 'Class/video.avi",
+        ),
+        (
+            {"brush_hair_test_split1.txt": "a.avi 1\nb.avi 3\n"},
+            "brush_hair_test_split1.txt:2: expected 'video.avi 0|1|2'",
+        ),
+        ({"classInd.txt": "1 ApplyEyeMakeup\n"}, "is not a split file"),
+        ({"testlist01.txt": "\n\n"}, "lists no video"),
+    ],
+)
+def test_unusable_split_files_are_refused_with_the_reason(tmp_path: Path, files: dict[str, str], message: str) -> None:
     paths = [write(tmp_path, name, text) for name, text in files.items()]
     with pytest.raises(SplitFileError, match=message.replace("(", r"\(").replace(")", r"\)").replace("|", r"\|")):
         read_split_files(paths)
@@ -114,7 +132,8 @@ def test_plan_puts_listed_videos_in_train_and_test_shards_and_never_mixes_them(t
     report = match_files(src, files, table)
     assert report.counts == {TRAIN: 3, TEST: 2} and report.not_found == 0
     assert [(row.path, row.status, row.reason, row.label) for row in report.skipped] == [
-        ("ApplyEyeMakeup/v_ApplyEyeMakeup_g25_c07.avi", SKIPPED, NOT_LISTED, "ApplyEyeMakeup")]
+        ("ApplyEyeMakeup/v_ApplyEyeMakeup_g25_c07.avi", SKIPPED, NOT_LISTED, "ApplyEyeMakeup")
+    ]
     # without split files the plan is the hash split, as before
     default = plan_shards(src, files, shard_size=2, val_fraction=0.5, seed=0)
     assert {job.split for job in default} <= {TRAIN, VAL} and len([i for j in default for i in j.items]) == 6
@@ -159,11 +178,21 @@ def test_ingest_with_split_files_writes_train_and_test_shards(labeled_videos: Pa
     files = [path.relative_to(labeled_videos).as_posix() for path in find_files(labeled_videos).files]
     assert len(files) == 6 and {f.split("/")[0] for f in files} == {"class_00", "class_01"}
     train, test = files[:3], files[3:5]  # files[5] is in no list
-    lists = [write(tmp_path / "lists", "trainlist01.txt", "".join(f"{f} 1\n" for f in train)),
-             write(tmp_path / "lists", "testlist01.txt", "".join(f"{f}\n" for f in test))]
+    lists = [
+        write(tmp_path / "lists", "trainlist01.txt", "".join(f"{f} 1\n" for f in train)),
+        write(tmp_path / "lists", "testlist01.txt", "".join(f"{f}\n" for f in test)),
+    ]
     root = tmp_path / "data"
-    config = IngestConfig(src=labeled_videos, out=root / "shards", shard_size=2, short_side=32, workers=2,
-                          engine="processes", split_file=tuple(lists), plain=True)
+    config = IngestConfig(
+        src=labeled_videos,
+        out=root / "shards",
+        shard_size=2,
+        short_side=32,
+        workers=2,
+        engine="processes",
+        split_file=tuple(lists),
+        plain=True,
+    )
     summary = run_ingest(config)
     assert summary.ok == 5 and summary.failed == 0
     assert sorted(p.name for p in (root / "shards").glob("*.tar")) == ["0000.tar", "0001.tar", "test-0000.tar"]

@@ -33,6 +33,7 @@ MiB = 1 << 20
 
 # ------------------------------------------------------------------------------------------- helpers
 
+
 def make_shard(keys: list[str], payload: int = 2000) -> bytes:
     """A tar shard in WebDataset layout: one ``<key>.txt`` member per sample."""
     buffer = io.BytesIO()
@@ -71,12 +72,16 @@ def random_file(path: Path, size: int) -> bytes:
 
 # --------------------------------------------------------------------------------------- S3 fixtures
 
+
 def _launch_moto(extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     """Start ``python -m moto.server`` on a free loopback port (not waiting for it)."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, **(extra_env or {})})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **(extra_env or {})},
+    )
     return process, f"http://127.0.0.1:{port}"
 
 
@@ -118,8 +123,14 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, endpoint: str, key: str = "testing"
     """Standard AWS variables only (what a user would set), and fresh s3fs clients."""
     import s3fs
 
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
-                 "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+    for name in (
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+        "AWS_SESSION_TOKEN",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
@@ -143,6 +154,7 @@ def bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
 # ------------------------------------------------------------------------------------- HTTP fixtures
 
 DROP_AFTER = 3 * 2560 + 1000  # make_shard: 512-byte header + 2048 bytes per sample, so inside the 4th sample
+
 
 @contextlib.contextmanager
 def http_server(folder: Path, drop: str | None = None) -> Iterator[str]:
@@ -190,6 +202,7 @@ def shard_folder(tmp_path: Path, count: int = 3) -> Path:
 
 # ----------------------------------------------------------------------------- paths (no server needed)
 
+
 def test_paths_and_braces() -> None:
     assert storage.is_remote("s3://b/p") and storage.is_remote("http://h/x.tar") and storage.is_remote("pipe:cat x")
     assert not storage.is_remote("shards/0000.tar") and not storage.is_remote("file:///tmp/x")
@@ -198,8 +211,10 @@ def test_paths_and_braces() -> None:
     assert storage.join("out", "0001.tar") == str(Path("out") / "0001.tar")
     assert storage.parent("s3://b/p/shards/0001.tar") == "s3://b/p/shards"
     assert storage.parent("s3://b/0001.tar") == "s3://b"
-    assert storage.join(storage.parent(storage.parent("s3://b/p/shards/0000.tar")), "manifests", "stats.json") \
+    assert (
+        storage.join(storage.parent(storage.parent("s3://b/p/shards/0000.tar")), "manifests", "stats.json")
         == "s3://b/p/manifests/stats.json"
+    )
     assert storage.basename("s3://b/p/val-0002.tar") == "val-0002.tar"
     assert storage.expand_braces("s3://b/p/{0000..0002}.tar") == [f"s3://b/p/{i:04d}.tar" for i in range(3)]
     assert storage.expand_braces("s3://b/p/<0009..0010>.tar") == ["s3://b/p/0009.tar", "s3://b/p/0010.tar"]
@@ -224,16 +239,27 @@ def test_local_round_trip(tmp_path: Path) -> None:
 
 
 def test_missing_s3fs_gives_install_hint() -> None:
-    script = ("import sys; sys.modules['s3fs'] = None  # as if s3fs were not installed\n"
-              "from avts import storage; storage.exists('s3://bucket/shards/0000.tar')")
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    script = (
+        "import sys; sys.modules['s3fs'] = None  # as if s3fs were not installed\n"
+        "from avts import storage; storage.exists('s3://bucket/shards/0000.tar')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert result.returncode != 0
-    assert "ImportError: s3://bucket/shards/0000.tar: s3:// URLs need an extra package: " \
-           "pip install 'avts[s3]'" in result.stderr, result.stderr
+    assert (
+        "ImportError: s3://bucket/shards/0000.tar: s3:// URLs need an extra package: "
+        "pip install 'avts[s3]'" in result.stderr
+    ), result.stderr
 
 
 # ----------------------------------------------------------------------------------------------- S3
+
 
 def test_s3_round_trip(bucket: str, tmp_path: Path) -> None:
     stats = storage.join(bucket, "run", "manifests", "stats.json")
@@ -308,8 +334,9 @@ class FailingFile(io.FileIO):
         return super().read(size)
 
 
-def test_s3_failed_multipart_upload_leaves_no_object(bucket: str, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_s3_failed_multipart_upload_leaves_no_object(
+    bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import s3fs
 
     local = tmp_path / "0000.tar"
@@ -365,7 +392,7 @@ class StallingProxy:
                 with self._lock:
                     room = self.limit - self.sent
                     self.sent += min(room, len(data))
-                upstream.sendall(data[:max(room, 0)])
+                upstream.sendall(data[: max(room, 0)])
                 if room < len(data):
                     self.stalled.set()
                     self.released.wait(30)
@@ -394,8 +421,9 @@ def upload_through(endpoint: str, local: Path, url: str) -> None:
 
 
 @pytest.mark.parametrize(("size", "cut"), [(3 * MiB, 1 * MiB), (12 * MiB, 7 * MiB)], ids=["put", "multipart"])
-def test_s3_killed_upload_leaves_no_object_and_resume_works(bucket: str, moto_endpoint: str, tmp_path: Path,
-                                                             size: int, cut: int) -> None:
+def test_s3_killed_upload_leaves_no_object_and_resume_works(
+    bucket: str, moto_endpoint: str, tmp_path: Path, size: int, cut: int
+) -> None:
     local = tmp_path / "0000.tar"
     data = random_file(local, size)
     final = storage.join(bucket, "shards", "0000.tar")
@@ -443,8 +471,12 @@ def test_forked_dataloader_workers_stream_s3(bucket: str, tmp_path: Path) -> Non
     storage.write_bytes_atomic(storage.join(bucket, "manifests", "stats.json"), b"{}")
     assert storage.read_text(storage.join(bucket, "manifests", "stats.json")) == "{}"
     storage.register_gopen_handlers()
-    pipeline = wds.DataPipeline(wds.SimpleShardList(storage.list_shards(storage.join(bucket, "shards"))),
-                                wds.split_by_worker, wds.tarfile_to_samples(), wds.map(lambda s: s["__key__"]))
+    pipeline = wds.DataPipeline(
+        wds.SimpleShardList(storage.list_shards(storage.join(bucket, "shards"))),
+        wds.split_by_worker,
+        wds.tarfile_to_samples(),
+        wds.map(lambda s: s["__key__"]),
+    )
     context = torch.multiprocessing.get_context("fork")
     loader = torch.utils.data.DataLoader(pipeline, num_workers=2, batch_size=None, multiprocessing_context=context)
     assert sorted(loader) == sorted(key for index in range(4) for key in shard_keys(index))
@@ -460,6 +492,7 @@ def test_open_shard_stream_local_and_pipe(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------- HTTP
+
 
 def test_webdataset_streams_http_shards(tmp_path: Path) -> None:
     pytest.importorskip("webdataset")

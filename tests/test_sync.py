@@ -42,8 +42,14 @@ OFFSETS = (-0.2, 0.0, 0.28)
 def shifted_videos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """One 5-s synthetic video per known offset (same scene)."""
     root = tmp_path_factory.mktemp("shifted")
-    return [generate(SynthConfig(out=root / f"offset{offset}", videos=1, duration=5.0, size=64, seed=5,
-                                 audio_offset=offset, workers=1))[0] for offset in OFFSETS]
+    return [
+        generate(
+            SynthConfig(
+                out=root / f"offset{offset}", videos=1, duration=5.0, size=64, seed=5, audio_offset=offset, workers=1
+            )
+        )[0]
+        for offset in OFFSETS
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +131,19 @@ def test_short_file_shrinks_the_range_or_fails(tmp_path: Path) -> None:
     (short,) = generate(SynthConfig(out=tmp_path / "short", videos=1, duration=2.0, size=64, seed=1, workers=1))
     result = sync_file(EventDetector(), short, SETTINGS, config(range=2.0), CPU)
     assert result.range_s < 1.0 and "range shrunk from ±2 s" in (result.note or "")
-    (tiny,) = generate(SynthConfig(out=tmp_path / "tiny", videos=1, duration=0.8, size=64, seed=1, workers=1,
-                                   min_gap=0.2, max_gap=0.3, event=0.1))
+    (tiny,) = generate(
+        SynthConfig(
+            out=tmp_path / "tiny",
+            videos=1,
+            duration=0.8,
+            size=64,
+            seed=1,
+            workers=1,
+            min_gap=0.2,
+            max_gap=0.3,
+            event=0.1,
+        )
+    )
     with pytest.raises(SyncError, match="too short"):
         sync_file(EventDetector(), tiny, SETTINGS, config(), CPU)
 
@@ -144,12 +161,26 @@ def video_without_audio(path: Path, seconds: float = 2.0) -> Path:
     return path
 
 
-def test_cli_contract(shifted_videos: list[Path], checkpoint: Path, tmp_path: Path,
-                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_contract(
+    shifted_videos: list[Path], checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     silent = video_without_audio(tmp_path / "no_audio.mp4")
     out = tmp_path / "out"
-    argv = [str(shifted_videos[0]), str(shifted_videos[1]), str(silent), str(tmp_path / "missing.mp4"),
-            "--checkpoint", str(checkpoint), "--short-side", "64", "--range", "0.5", "--out", str(out), "--json"]
+    argv = [
+        str(shifted_videos[0]),
+        str(shifted_videos[1]),
+        str(silent),
+        str(tmp_path / "missing.mp4"),
+        "--checkpoint",
+        str(checkpoint),
+        "--short-side",
+        "64",
+        "--range",
+        "0.5",
+        "--out",
+        str(out),
+        "--json",
+    ]
     assert main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads((out / "sync.json").read_text())
@@ -157,8 +188,9 @@ def test_cli_contract(shifted_videos: list[Path], checkpoint: Path, tmp_path: Pa
     assert printed["summary"] == {"files": 4, "measured": 2, "failed": 2}
     first, second, no_audio, missing = printed["files"]
     for row in (first, second):
-        assert row["ok"] and -0.5 <= row["offset_s"] <= 0.5 and row["offset_frames"] == pytest.approx(
-            row["offset_s"] * 25)
+        assert (
+            row["ok"] and -0.5 <= row["offset_s"] <= 0.5 and row["offset_frames"] == pytest.approx(row["offset_s"] * 25)
+        )
         assert row["confidence"] >= 0 and row["windows"] >= 1 and len(row["offsets_s"]) == len(row["distances"]) == 101
         png = Path(row["plot"])
         assert png.parent == out and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -173,15 +205,16 @@ def audio_only(path: Path, seconds: float = 2.0) -> Path:
         stream = container.add_stream("aac", rate=16000, layout="mono")
         tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(round(seconds * 16000)) / 16000)).astype(np.float32)
         for start in range(0, len(tone), 1024):
-            frame = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format="fltp", layout="mono")
+            frame = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format="fltp", layout="mono")
             frame.sample_rate, frame.pts = 16000, start
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return path
 
 
-def test_cli_fails_when_no_file_can_be_measured(checkpoint: Path, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_fails_when_no_file_can_be_measured(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     files = [video_without_audio(tmp_path / "no_audio.mp4"), audio_only(tmp_path / "no_video.m4a")]
     assert main([*map(str, files), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out")]) == 1
     report = json.loads((tmp_path / "out" / "sync.json").read_text())
@@ -191,8 +224,9 @@ def test_cli_fails_when_no_file_can_be_measured(checkpoint: Path, tmp_path: Path
     assert not list((tmp_path / "out").glob("*.png"))
 
 
-def test_cli_refuses_bad_checkpoints(shifted_videos: list[Path], tmp_path: Path,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_refuses_bad_checkpoints(
+    shifted_videos: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     video = str(shifted_videos[0])
     assert main([video, "--checkpoint", str(tmp_path / "nothing.pt"), "--out", str(tmp_path)]) == 1
     assert "no checkpoint at" in said(capsys.readouterr().err)

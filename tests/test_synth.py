@@ -195,8 +195,19 @@ def test_config_rejects_sizes_and_overlapping_events() -> None:
         SynthConfig(out=Path("unused"), videos=1, event=0.3)
 
 
-ORIGINAL_METADATA_KEYS = {"avts_synth", "events", "event_s", "duration_s", "fps", "sample_rate", "seed", "index",
-                          "tone_hz", "background", "colour"}
+ORIGINAL_METADATA_KEYS = {
+    "avts_synth",
+    "events",
+    "event_s",
+    "duration_s",
+    "fps",
+    "sample_rate",
+    "seed",
+    "index",
+    "tone_hz",
+    "background",
+    "colour",
+}
 
 
 def audio_onset(audio: np.ndarray, around_s: float) -> float:
@@ -236,7 +247,7 @@ def test_audio_offset_cuts_bursts_at_the_ends(tmp_path: Path, serial: list[Path]
     video = decode(generate(replace(CONFIG, out=tmp_path, videos=1, workers=1, audio_offset=offset))[0])
     assert len(video.audio) / SR == pytest.approx(CONFIG.duration, abs=0.1)
     energy = video.audio.astype(np.float64) ** 2
-    assert energy[round(0.005 * SR):round(0.04 * SR)].mean() > 100 * energy[round(0.12 * SR):round(0.2 * SR)].mean()
+    assert energy[round(0.005 * SR) : round(0.04 * SR)].mean() > 100 * energy[round(0.12 * SR) : round(0.2 * SR)].mean()
 
 
 def dominant_frequency(audio: np.ndarray) -> float:
@@ -248,8 +259,13 @@ def dominant_frequency(audio: np.ndarray) -> float:
 def test_classes_go_to_folders_with_their_traits(tmp_path: Path) -> None:
     paths = generate(replace(CONFIG, out=tmp_path, videos=6, classes=3, workers=2))
     assert [p.relative_to(tmp_path).as_posix() for p in paths] == [
-        "class_00/synth_00000.mp4", "class_01/synth_00001.mp4", "class_02/synth_00002.mp4",
-        "class_00/synth_00003.mp4", "class_01/synth_00004.mp4", "class_02/synth_00005.mp4"]
+        "class_00/synth_00000.mp4",
+        "class_01/synth_00001.mp4",
+        "class_02/synth_00002.mp4",
+        "class_00/synth_00003.mp4",
+        "class_01/synth_00004.mp4",
+        "class_02/synth_00005.mp4",
+    ]
     for index, path in enumerate(paths):
         meta = read_metadata(path)
         label = index % 3
@@ -265,11 +281,27 @@ def test_classes_go_to_folders_with_their_traits(tmp_path: Path) -> None:
 
 
 def test_cli_offset_and_classes(tmp_path: Path) -> None:
-    argv = ["--out", str(tmp_path), "--videos", "2", "--duration", "1", "--size", "32", "--workers", "1",
-            "--audio-offset", "0.08", "--classes", "2"]
+    argv = [
+        "--out",
+        str(tmp_path),
+        "--videos",
+        "2",
+        "--duration",
+        "1",
+        "--size",
+        "32",
+        "--workers",
+        "1",
+        "--audio-offset",
+        "0.08",
+        "--classes",
+        "2",
+    ]
     assert main(argv) == 0
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.mp4")) == [
-        "class_00/synth_00000.mp4", "class_01/synth_00001.mp4"]
+        "class_00/synth_00000.mp4",
+        "class_01/synth_00001.mp4",
+    ]
     assert read_audio_offset(tmp_path / "class_01" / "synth_00001.mp4") == 0.08
 
 

@@ -16,14 +16,43 @@ import torch
 
 from tests.conftest import REPO
 
-TINY = ["--batch-size", "2", "--width", "4", "--audio-width", "4", "--embed-dim", "16", "--crop-size", "32",
-        "--val-clips", "2", "--log-every", "1", "--shuffle-buffer", "20", "--audio-context", "4"]
+TINY = [
+    "--batch-size",
+    "2",
+    "--width",
+    "4",
+    "--audio-width",
+    "4",
+    "--embed-dim",
+    "16",
+    "--crop-size",
+    "32",
+    "--val-clips",
+    "2",
+    "--log-every",
+    "1",
+    "--shuffle-buffer",
+    "20",
+    "--audio-context",
+    "4",
+]
 
 
 def train_command(shards: Path, out: Path, *extra: str) -> list[str]:
     """The avts-train command line for a tiny CPU run."""
-    return [sys.executable, "-m", "trainer.cli", "--shards", str(shards / "shards"), "--out", str(out),
-            "--device", "cpu", *TINY, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "trainer.cli",
+        "--shards",
+        str(shards / "shards"),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        *TINY,
+        *extra,
+    ]
 
 
 def run(command: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
@@ -68,8 +97,10 @@ def test_two_tiny_epochs_end_to_end(train_shards: Path, tmp_path: Path) -> None:
     assert checkpoints == ["epoch-0001.pt", "epoch-0002.pt", "last.pt"]
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
     assert state["state"]["epoch"] == 2 and state["state"]["global_step"] == 2 * per_epoch
-    assert state["model_spec"]["width"] == 4 and state["stats"]["mean"] == json.loads(
-        (train_shards / "manifests" / "stats.json").read_text())["mean"]
+    assert (
+        state["model_spec"]["width"] == 4
+        and state["stats"]["mean"] == json.loads((train_shards / "manifests" / "stats.json").read_text())["mean"]
+    )
     assert json.loads((out / "config.json").read_text())["epochs"] == 2
     assert "epoch 2 | loss" in result.stderr
     refused = run(train_command(train_shards, out, "--epochs", "2"))  # same folder without --resume
@@ -82,8 +113,14 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(train_shards: Path, t
     assert run(train_command(train_shards, whole, *args)).returncode == 0
     interrupted = tmp_path / "interrupted"
     env = {**os.environ, "CI": "true", "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(train_command(train_shards, interrupted, *args), cwd=REPO, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        train_command(train_shards, interrupted, *args),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     last = interrupted / "checkpoints" / "last.pt"
     killed_at = None
     deadline = time.monotonic() + 240
@@ -114,9 +151,17 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(train_shards: Path, t
 
 def test_torchrun_two_ranks_split_samples_and_agree_on_weights(train_shards: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "trainer.cli", *train_command(train_shards, out, "--epochs", "2", "--workers", "1",
-                                                   "--audit")[3:]]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "trainer.cli",
+        *train_command(train_shards, out, "--epochs", "2", "--workers", "1", "--audit")[3:],
+    ]
     result = run(command, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = audit(out, 0), audit(out, 1)
@@ -134,8 +179,20 @@ def test_cross_entropy_stage_starts_from_contrastive_weights(train_shards: Path,
     first = tmp_path / "contrastive"
     assert run(train_command(train_shards, first, "--epochs", "1", "--workers", "1")).returncode == 0
     second = tmp_path / "ce"
-    result = run(train_command(train_shards, second, "--epochs", "1", "--workers", "1", "--objective", "ce",
-                               "--init-from", str(first / "checkpoints" / "last.pt")))
+    result = run(
+        train_command(
+            train_shards,
+            second,
+            "--epochs",
+            "1",
+            "--workers",
+            "1",
+            "--objective",
+            "ce",
+            "--init-from",
+            str(first / "checkpoints" / "last.pt"),
+        )
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     epoch = records(second, "epoch")[-1]
     assert epoch["objective"] == "ce" and epoch["train_loss"] > 0 and epoch["val_acc_easy"] is not None

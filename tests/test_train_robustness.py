@@ -74,8 +74,7 @@ def test_a_corrupt_video_member_is_skipped_naming_key_and_shard(damaged: Path, t
 
 
 def test_a_batch_larger_than_the_data_is_an_error_not_a_silent_success(train_shards: Path, tmp_path: Path) -> None:
-    result = run(train_command(train_shards, tmp_path / "run", "--epochs", "1", "--workers", "1",
-                               "--batch-size", "64"))
+    result = run(train_command(train_shards, tmp_path / "run", "--epochs", "1", "--workers", "1", "--batch-size", "64"))
     assert result.returncode == 1
     assert "had no training step" in " ".join(result.stderr.split())
     assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
@@ -115,8 +114,20 @@ def test_no_readable_checkpoint_is_a_clear_error(train_shards: Path, tmp_path: P
 def test_init_from_a_checkpoint_of_another_architecture_is_a_clear_error(train_shards: Path, tmp_path: Path) -> None:
     first = tmp_path / "first"
     assert run(train_command(train_shards, first, "--epochs", "1", "--workers", "1")).returncode == 0
-    result = run(train_command(train_shards, tmp_path / "second", "--epochs", "1", "--workers", "1",
-                               "--width", "8", "--init-from", str(first / "checkpoints" / "last.pt")))
+    result = run(
+        train_command(
+            train_shards,
+            tmp_path / "second",
+            "--epochs",
+            "1",
+            "--workers",
+            "1",
+            "--width",
+            "8",
+            "--init-from",
+            str(first / "checkpoints" / "last.pt"),
+        )
+    )
     assert result.returncode == 1
     assert "holds weights of another shape" in " ".join(result.stderr.split())
     assert json.loads((first / "config.json").read_text())["width"] == 4

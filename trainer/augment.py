@@ -17,8 +17,15 @@ VIDEO_MEAN = (0.43216, 0.394666, 0.37645)
 VIDEO_STD = (0.22803, 0.22145, 0.216989)
 
 
-def crop_grids(batch: int, out_size: int, scales: Sequence[float], train: bool, device: torch.device,
-               generator: torch.Generator | None = None, eval_scale: float = 1.0) -> torch.Tensor:
+def crop_grids(
+    batch: int,
+    out_size: int,
+    scales: Sequence[float],
+    train: bool,
+    device: torch.device,
+    generator: torch.Generator | None = None,
+    eval_scale: float = 1.0,
+) -> torch.Tensor:
     """Sampling grids ``(B, out, out, 2)``: a square crop of side ``scale × input side`` at a random place,
     mirrored half of the time (training), or the centre crop of side ``eval_scale`` (evaluation)."""
     if train:
@@ -48,14 +55,22 @@ def yuv_to_rgb(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tenso
     return (torch.stack([red, green, blue], dim=1) / 255.0).clamp_(0.0, 1.0)
 
 
-def video_input(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor, out_size: int, scales: Sequence[float],
-                train: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+def video_input(
+    y: torch.Tensor,
+    u: torch.Tensor,
+    v: torch.Tensor,
+    out_size: int,
+    scales: Sequence[float],
+    train: bool,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """uint8 planes ``(B, T, S, S)`` and ``(B, T, S/2, S/2)`` on the GPU → normalized ``(B, 3, T, out, out)``."""
     batch, frames = y.shape[:2]
     grid = crop_grids(batch, out_size, scales, train, y.device, generator, eval_scale=out_size / y.shape[-1])
     luma = F.grid_sample(y.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
-    chroma = F.grid_sample(torch.cat([u, v], dim=1).float(), grid, mode="bilinear", padding_mode="border",
-                           align_corners=False)
+    chroma = F.grid_sample(
+        torch.cat([u, v], dim=1).float(), grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
     rgb = yuv_to_rgb(luma, chroma[:, :frames], chroma[:, frames:])  # (B, 3, T, out, out)
     mean = torch.tensor(VIDEO_MEAN, device=y.device).view(1, 3, 1, 1, 1)
     std = torch.tensor(VIDEO_STD, device=y.device).view(1, 3, 1, 1, 1)

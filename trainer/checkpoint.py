@@ -111,13 +111,15 @@ def load_trained(path: Path, device: torch.device | str = "cpu") -> TrainedModel
     """Rebuild the model of an `avts-train` checkpoint, in eval mode, for the downstream tools."""
     content = load_checkpoint(path, device)
     if "model_spec" not in content or "stats" not in content:
-        raise CheckpointError(f"{path} is not an avts-train checkpoint (an avts-finetune one?): it holds no AVTS "
-                              "two-stream model")
+        raise CheckpointError(
+            f"{path} is not an avts-train checkpoint (an avts-finetune one?): it holds no AVTS two-stream model"
+        )
     spec = ModelSpec.from_dict(content["model_spec"])
     model = build_avts(spec)
     try:
         model.load_state_dict(content["model"])
     except RuntimeError as error:
-        raise CheckpointError(f"{path}: its weights do not fit its declared architecture ({str(error)[:200]})") \
-            from None
+        raise CheckpointError(
+            f"{path}: its weights do not fit its declared architecture ({str(error)[:200]})"
+        ) from None
     return TrainedModel(model.to(device).eval(), spec, FeatureStats.from_dict(content["stats"]), content["config"])

@@ -118,8 +118,9 @@ def clip_starts(frames: int, clip_frames: int, count: int, rng: np.random.Genera
     return [round((j + 0.5) / count * last) for j in range(count)]
 
 
-def audio_context(fbank: np.ndarray, clip_feature_start: int, context: int,
-                  rng: np.random.Generator | None) -> tuple[np.ndarray, int, int]:
+def audio_context(
+    fbank: np.ndarray, clip_feature_start: int, context: int, rng: np.random.Generator | None
+) -> tuple[np.ndarray, int, int]:
     """Cut ``context`` feature frames that contain the clip's window; returns (feats, valid, clip offset).
 
     The cut is placed at random (training) or centred on the clip (``rng`` None); short videos are
@@ -132,9 +133,9 @@ def audio_context(fbank: np.ndarray, clip_feature_start: int, context: int,
         begin = int(rng.integers(lowest, highest + 1))
     else:
         begin = int(np.clip(clip_feature_start + WINDOW // 2 - context // 2, lowest, highest))
-    window = fbank[begin:begin + context]
+    window = fbank[begin : begin + context]
     out = np.zeros((context, FBANK_FILTERS), dtype=np.float16)
-    out[:len(window)] = window
+    out[: len(window)] = window
     return out, len(window), clip_feature_start - begin
 
 
@@ -147,9 +148,11 @@ def square_crop(clip: np.ndarray, rng: np.random.Generator | None) -> tuple[np.n
     off_y = int(rng.integers(0, slack_y + 1)) if rng is not None else slack_y // 2
     off_x = int(rng.integers(0, slack_x + 1)) if rng is not None else slack_x // 2
     half = side // 2
-    return (np.ascontiguousarray(y[:, 2 * off_y:2 * off_y + side, 2 * off_x:2 * off_x + side]),
-            np.ascontiguousarray(u[:, off_y:off_y + half, off_x:off_x + half]),
-            np.ascontiguousarray(v[:, off_y:off_y + half, off_x:off_x + half]))
+    return (
+        np.ascontiguousarray(y[:, 2 * off_y : 2 * off_y + side, 2 * off_x : 2 * off_x + side]),
+        np.ascontiguousarray(u[:, off_y : off_y + half, off_x : off_x + half]),
+        np.ascontiguousarray(v[:, off_y : off_y + half, off_x : off_x + half]),
+    )
 
 
 def to_examples(raw: dict, spec: LoaderSpec, epoch: int) -> Iterator[Example]:
@@ -191,6 +194,7 @@ def number_and_skip(skips: dict[int, int], batch_size: int) -> Callable[[Iterabl
     ``skips[worker]`` batches of this worker were consumed before the interruption, so its first
     ``skips[worker] * batch_size`` samples are dropped here, before any decoding.
     """
+
     def stage(source: Iterable[dict]) -> Iterator[dict]:
         info = get_worker_info()
         worker = info.id if info is not None else 0
@@ -199,19 +203,26 @@ def number_and_skip(skips: dict[int, int], batch_size: int) -> Callable[[Iterabl
             if index >= skips.get(worker, 0) * batch_size:
                 sample[POSITION] = f"{rank}/{worker}/{index}"
                 yield sample
+
     return stage
 
 
 def expand_examples(spec: LoaderSpec, epoch: int) -> Callable[[Iterable[dict]], Iterator[Example]]:
     """A stage that turns raw samples into examples; a sample that cannot be used is skipped with a warning
     that names it and its shard."""
+
     def stage(source: Iterable[dict]) -> Iterator[Example]:
         for raw in source:
             try:
                 yield from to_examples(raw, spec, epoch)
             except Exception as error:
-                warnings.warn(f"skipped sample {raw.get('__key__')!r} of shard {raw.get('__url__')!r}: "
-                              f"{type(error).__name__}: {error}", BadSampleWarning, stacklevel=1)
+                warnings.warn(
+                    f"skipped sample {raw.get('__key__')!r} of shard {raw.get('__url__')!r}: "
+                    f"{type(error).__name__}: {error}",
+                    BadSampleWarning,
+                    stacklevel=1,
+                )
+
     return stage
 
 
@@ -236,8 +247,9 @@ def build_pipeline(spec: LoaderSpec, epoch: int, skips: dict[int, int] | None = 
         stages.append(wds.split_by_worker)
     stages.append(wds.tarfile_to_samples(handler=wds.warn_and_continue))
     if spec.training:
-        stages.append(wds.detshuffle(spec.shuffle_buffer, min(100, spec.shuffle_buffer),
-                                     seed=epoch_seed(spec.seed, epoch)))
+        stages.append(
+            wds.detshuffle(spec.shuffle_buffer, min(100, spec.shuffle_buffer), seed=epoch_seed(spec.seed, epoch))
+        )
     stages += [number_and_skip(skips or {}, spec.batch_size), expand_examples(spec, epoch)]
     if not spec.training:  # spread the clips of one video over batches: easy negatives need other videos
         stages.append(wds.detshuffle(spec.shuffle_buffer, spec.shuffle_buffer, seed=spec.seed))
@@ -247,7 +259,11 @@ def build_pipeline(spec: LoaderSpec, epoch: int, skips: dict[int, int] | None = 
 
 def build_loader(spec: LoaderSpec, epoch: int, skips: dict[int, int] | None = None) -> DataLoader:
     """A DataLoader over :func:`build_pipeline`; batches are made inside the workers."""
-    return DataLoader(build_pipeline(spec, epoch, skips), batch_size=None, num_workers=spec.workers,
-                      pin_memory=spec.pin_memory, prefetch_factor=4 if spec.workers else None,
-                      persistent_workers=False)
-
+    return DataLoader(
+        build_pipeline(spec, epoch, skips),
+        batch_size=None,
+        num_workers=spec.workers,
+        pin_memory=spec.pin_memory,
+        prefetch_factor=4 if spec.workers else None,
+        persistent_workers=False,
+    )

@@ -91,22 +91,30 @@ class _Collected:
     def finish(self, has_head: bool) -> ScoredPairs:
         def cat(parts: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
             return torch.cat(parts) if parts else torch.zeros(0, dtype=dtype)
-        return ScoredPairs(cat(self.distance, torch.float32), cat(self.label, torch.float32),
-                           cat(self.kind, torch.int64), cat(self.sync_prob, torch.float32) if has_head else None)
+
+        return ScoredPairs(
+            cat(self.distance, torch.float32),
+            cat(self.label, torch.float32),
+            cat(self.kind, torch.int64),
+            cat(self.sync_prob, torch.float32) if has_head else None,
+        )
 
 
 def _take_rows(batch: Batch, rows: list[int]) -> Batch:
     """The batch restricted to ``rows``."""
     index = torch.tensor(rows, dtype=torch.int64)
     tensors: dict[str, Any] = {name: getattr(batch, name)[index] for name in TENSOR_FIELDS}
-    return replace(batch, **tensors, keys=[batch.keys[row] for row in rows],
-                   labels=[batch.labels[row] for row in rows] if batch.labels else [])
+    return replace(
+        batch,
+        **tensors,
+        keys=[batch.keys[row] for row in rows],
+        labels=[batch.labels[row] for row in rows] if batch.labels else [],
+    )
 
 
 def _concat(first: Batch, second: Batch) -> Batch:
     """Rows of ``first`` then rows of ``second`` (equal clip and context shapes, as within one data set)."""
-    tensors: dict[str, Any] = {name: torch.cat([getattr(first, name), getattr(second, name)])
-                               for name in TENSOR_FIELDS}
+    tensors: dict[str, Any] = {name: torch.cat([getattr(first, name), getattr(second, name)]) for name in TENSOR_FIELDS}
     labels = first.labels + second.labels if first.labels and second.labels else []
     return replace(first, **tensors, keys=first.keys + second.keys, labels=labels)
 
@@ -142,16 +150,26 @@ def batches_by_group(batches: Iterable[Batch], group_of: Callable[[str], int]) -
 
 
 @torch.no_grad()
-def score_pairs(model: AVTSModel, batches: Iterable[Batch], settings: InputSettings, device: torch.device,
-                seed: int, group_of: Callable[[str], int] = lambda key: 0, groups: int = 1) -> HeldOutScores:
+def score_pairs(
+    model: AVTSModel,
+    batches: Iterable[Batch],
+    settings: InputSettings,
+    device: torch.device,
+    seed: int,
+    group_of: Callable[[str], int] = lambda key: 0,
+    groups: int = 1,
+) -> HeldOutScores:
     """Pair every clip with audio once per mix of :data:`EVAL_MIXES`, within its group, and score the pairs.
 
     Clips are centre-cropped (no augmentation); the pairs of group ``g`` and mix ``m`` are drawn from a generator
     seeded by ``(seed, m, g)``, so the same batches give the same pairs.
     """
     model.eval()
-    generators = {(mix, group): torch.Generator(device).manual_seed(stable_int("avts-eval-pairs", seed, mix, group))
-                  for mix in EVAL_MIXES for group in range(groups)}
+    generators = {
+        (mix, group): torch.Generator(device).manual_seed(stable_int("avts-eval-pairs", seed, mix, group))
+        for mix in EVAL_MIXES
+        for group in range(groups)
+    }
     collected = {key: _Collected() for key in generators}
     videos: list[set[str]] = [set() for _ in range(groups)]
     clips = [0] * groups
@@ -176,16 +194,18 @@ def score_pairs(model: AVTSModel, batches: Iterable[Batch], settings: InputSetti
                 into.kind.append(pairs.kind.cpu())
                 if model.head is not None:
                     into.sync_prob.append(model.head(video_emb, audio_emb).float().softmax(dim=1)[:, 1].cpu())
-    pairs_by_mix = {mix: [collected[(mix, group)].finish(model.head is not None) for group in range(groups)]
-                    for mix in EVAL_MIXES}
+    pairs_by_mix = {
+        mix: [collected[(mix, group)].finish(model.head is not None) for group in range(groups)] for mix in EVAL_MIXES
+    }
     return HeldOutScores(videos, clips, pairs_by_mix)
 
 
 def transfer_threshold(fit: ScoredPairs, scored: ScoredPairs) -> ThresholdTransfer:
     """Choose τ on ``fit`` (the best cut of its distances) and measure the rule's accuracy on ``scored``."""
     tau, fit_accuracy = best_threshold(fit.distance, fit.label)
-    return ThresholdTransfer(tau, fit_accuracy, accuracy_at_threshold(scored.distance, scored.label, tau),
-                             fit.count, scored.count)
+    return ThresholdTransfer(
+        tau, fit_accuracy, accuracy_at_threshold(scored.distance, scored.label, tau), fit.count, scored.count
+    )
 
 
 def cross_half(halves: list[ScoredPairs]) -> list[ThresholdTransfer] | None:
@@ -205,8 +225,9 @@ def head_accuracy(pairs: list[ScoredPairs]) -> float | None:
     return right / sum(p.count for p in usable)
 
 
-def evaluate(model: AVTSModel, batches: Iterable[Batch], settings: InputSettings, device: torch.device,
-             seed: int = 1234) -> dict[str, float | None]:
+def evaluate(
+    model: AVTSModel, batches: Iterable[Batch], settings: InputSettings, device: torch.device, seed: int = 1234
+) -> dict[str, float | None]:
     """The in-training validation figures, per mix (``easy``, ``mixed``):
 
     ``val_acc_<mix>``: mean over the two directions of :func:`cross_half` (τ chosen on one half of the videos,

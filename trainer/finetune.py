@@ -84,8 +84,10 @@ def build_finetune_run(cfg: FinetuneConfig, runtime: distributed.Runtime, consol
     shards = expand_shards(cfg.shards)
     test_spec = cfg.test_shards or default_test_spec(shards)
     if test_spec is None:
-        raise TrainError("no test shards: pass --test-shards (avts-ingest --split-file writes test-NNNN.tar "
-                         "beside the training shards)")
+        raise TrainError(
+            "no test shards: pass --test-shards (avts-ingest --split-file writes test-NNNN.tar "
+            "beside the training shards)"
+        )
     test_shards = expand_shards(test_spec, "test")
     classes = class_list(cfg, shards, test_shards)
     check_classes_unchanged(cfg, classes)
@@ -100,21 +102,44 @@ def build_finetune_run(cfg: FinetuneConfig, runtime: distributed.Runtime, consol
     optimizer = build_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
     schedule = plateau_schedule(optimizer, cfg.plateau_patience, cfg.lr_factor)
     # make_video reads the crop settings; classification draws no audio-visual pairs, so the sampler is unused
-    settings = InputSettings(cfg.crop_size, cfg.crop_scales,
-                             AudioNormalizer(backbone.stats.mean, backbone.stats.std, device), PairSampler())
+    settings = InputSettings(
+        cfg.crop_size, cfg.crop_scales, AudioNormalizer(backbone.stats.mean, backbone.stats.std, device), PairSampler()
+    )
     generator = torch.Generator(device).manual_seed(stable_int("finetune", cfg.seed, runtime.rank))
     on_gpu = device.type == "cuda"
     needs_audio = cfg.modality != "video"  # a video-only fine-tune also uses the videos kept without audio
-    train_loader = LoaderSpec(shards, cfg.batch_size, VIDEO_FPS, WINDOW, cfg.seed, cfg.workers, cfg.shuffle_buffer,
-                              training=True, resampled=cfg.epoch_size is not None, pin_memory=on_gpu,
-                              needs_audio=needs_audio)
-    test_loader = LoaderSpec(test_shards, cfg.batch_size, VIDEO_FPS, WINDOW, cfg.seed,
-                             min(cfg.workers, len(test_shards)), cfg.shuffle_buffer, training=False,
-                             clips_per_video=cfg.test_clips, pin_memory=on_gpu, needs_audio=needs_audio)
+    train_loader = LoaderSpec(
+        shards,
+        cfg.batch_size,
+        VIDEO_FPS,
+        WINDOW,
+        cfg.seed,
+        cfg.workers,
+        cfg.shuffle_buffer,
+        training=True,
+        resampled=cfg.epoch_size is not None,
+        pin_memory=on_gpu,
+        needs_audio=needs_audio,
+    )
+    test_loader = LoaderSpec(
+        test_shards,
+        cfg.batch_size,
+        VIDEO_FPS,
+        WINDOW,
+        cfg.seed,
+        min(cfg.workers, len(test_shards)),
+        cfg.shuffle_buffer,
+        training=False,
+        clips_per_video=cfg.test_clips,
+        pin_memory=on_gpu,
+        needs_audio=needs_audio,
+    )
     task = ClassifyTask(cfg, model, classes, settings, backbone.stats, test_loader)
-    banner = (f"[bold]avts-finetune[/] {runtime.world_size} process(es) on {device}; {cfg.modality} from "
-              f"{'scratch' if cfg.init == SCRATCH else cfg.init}; {len(classes)} classes; {len(shards)} train / "
-              f"{len(test_shards)} test shards")
+    banner = (
+        f"[bold]avts-finetune[/] {runtime.world_size} process(es) on {device}; {cfg.modality} from "
+        f"{'scratch' if cfg.init == SCRATCH else cfg.init}; {len(classes)} classes; {len(shards)} train / "
+        f"{len(test_shards)} test shards"
+    )
     run = start_run(cfg, runtime, console, model, optimizer, schedule, generator, train_loader, task, banner)
     if runtime.is_main:
         atomic_write_text(cfg.out / CLASSES_FILE, "".join(f"{name}\n" for name in classes))
@@ -138,8 +163,10 @@ def class_list(cfg: FinetuneConfig, shards: list[str], test_shards: list[str]) -
         if len(set(classes)) != len(classes):
             raise TrainError(f"--classes {cfg.classes} names a class twice")
     elif videos is None:
-        raise TrainError("no class list: pass --classes FILE (one class per line), or keep avts-ingest's "
-                         "manifests/videos.parquet beside the shard folder")
+        raise TrainError(
+            "no class list: pass --classes FILE (one class per line), or keep avts-ingest's "
+            "manifests/videos.parquet beside the shard folder"
+        )
     else:
         classes = sorted(set(labels_of(videos, shards, "training")))
     if len(classes) < 2:
@@ -149,8 +176,10 @@ def class_list(cfg: FinetuneConfig, shards: list[str], test_shards: list[str]) -
         for role, chosen in (("training", shards), ("test", test_shards)):
             unknown = sorted(set(labels_of(videos, chosen, role)) - known)
             if unknown:
-                raise TrainError(f"{role} videos have labels that are not classes of the training videos: "
-                                 f"{', '.join(map(repr, unknown[:10]))}")
+                raise TrainError(
+                    f"{role} videos have labels that are not classes of the training videos: "
+                    f"{', '.join(map(repr, unknown[:10]))}"
+                )
     return classes
 
 
@@ -169,13 +198,17 @@ def labels_of(videos: pd.DataFrame, shards: list[str], role: str) -> list[str]:
     names = {Path(shard).name for shard in shards}
     chosen = videos[videos.shard.isin(names)]
     if chosen.empty:
-        raise TrainError(f"the manifest beside the shards lists none of the {role} shards "
-                         f"({', '.join(sorted(names)[:3])}...); pass --classes FILE")
+        raise TrainError(
+            f"the manifest beside the shards lists none of the {role} shards "
+            f"({', '.join(sorted(names)[:3])}...); pass --classes FILE"
+        )
     unlabeled = chosen[chosen.label.isna()]
     if len(unlabeled):
-        raise TrainError(f"{len(unlabeled)} of the {len(chosen)} {role} videos have no label (e.g. "
-                         f"{unlabeled.path.iloc[0]!r}): avts-ingest takes the label from the first folder level "
-                         "under --src, so put each class's videos in a folder named after it and ingest again")
+        raise TrainError(
+            f"{len(unlabeled)} of the {len(chosen)} {role} videos have no label (e.g. "
+            f"{unlabeled.path.iloc[0]!r}): avts-ingest takes the label from the first folder level "
+            "under --src, so put each class's videos in a folder named after it and ingest again"
+        )
     return [str(label) for label in chosen.label]
 
 
@@ -185,8 +218,10 @@ def check_classes_unchanged(cfg: FinetuneConfig, classes: list[str]) -> None:
     if cfg.resume and path.exists():
         before = path.read_text().splitlines()
         if before != classes:
-            raise TrainError(f"the class list changed since {cfg.out} started ({len(before)} classes then, "
-                             f"{len(classes)} now): resume with the same shards, or start a new run")
+            raise TrainError(
+                f"the class list changed since {cfg.out} started ({len(before)} classes then, "
+                f"{len(classes)} now): resume with the same shards, or start a new run"
+            )
 
 
 def load_backbone(cfg: FinetuneConfig, shards: list[str]) -> Backbone:
@@ -202,16 +237,20 @@ def load_backbone(cfg: FinetuneConfig, shards: list[str]) -> Backbone:
     except CheckpointError as error:
         raise TrainError(f"--init: {error}") from None
     if "classifier_spec" in content:
-        raise TrainError(f"--init {cfg.init} is an avts-finetune checkpoint (a classifier); pass the avts-train "
-                         "checkpoint of the AVTS model to start from")
+        raise TrainError(
+            f"--init {cfg.init} is an avts-finetune checkpoint (a classifier); pass the avts-train "
+            "checkpoint of the AVTS model to start from"
+        )
     if "model_spec" not in content or "stats" not in content:
         raise TrainError(f"--init {cfg.init} lacks the model_spec and stats of an avts-train checkpoint")
     spec = ModelSpec.from_dict(content["model_spec"])
     conflicts = cfg.architecture_conflicts(spec)
     if conflicts:
-        raise TrainError(f"--init {cfg.init} holds a model of another architecture than asked for: "
-                         f"{'; '.join(conflicts)}. Drop those flags (the checkpoint decides), or pass a checkpoint "
-                         "of that architecture")
+        raise TrainError(
+            f"--init {cfg.init} holds a model of another architecture than asked for: "
+            f"{'; '.join(conflicts)}. Drop those flags (the checkpoint decides), or pass a checkpoint "
+            "of that architecture"
+        )
     model = build_avts(spec)
     try:
         model.load_state_dict(content["model"])
@@ -236,16 +275,24 @@ def audio_windows(batch: Batch, normalizer: AudioNormalizer) -> torch.Tensor:
     return normalizer(feats.float().transpose(1, 2).unsqueeze(1))
 
 
-def classifier_inputs(batch: Batch, spec: ClassifierSpec, settings: InputSettings, train: bool,
-                      generator: torch.Generator | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def classifier_inputs(
+    batch: Batch, spec: ClassifierSpec, settings: InputSettings, train: bool, generator: torch.Generator | None
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Video clips (augmented when training, centre crop otherwise) and audio windows, as the modality needs."""
     video = make_video(batch, settings, train=train, generator=generator) if spec.uses_video else None
     audio = audio_windows(batch, settings.normalizer) if spec.uses_audio else None
     return video, audio
 
 
-def classification_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, targets: torch.Tensor,
-                        spec: ClassifierSpec, settings: InputSettings, generator: torch.Generator) -> ClassifyOutput:
+def classification_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    targets: torch.Tensor,
+    spec: ClassifierSpec,
+    settings: InputSettings,
+    generator: torch.Generator,
+) -> ClassifyOutput:
     """Augment, forward, cross-entropy, update (a non-finite gradient is dropped, as in avts-train's step)."""
     video, audio = classifier_inputs(batch, spec, settings, train=True, generator=generator)
     with autocast_for(targets.device):
@@ -283,19 +330,27 @@ class ClassifyTask:
         index = {name: i for i, name in enumerate(self.classes)}
         unknown = sorted({str(label) for label in labels if label not in index})
         if unknown:
-            raise TrainError(f"samples with labels that are not among the {len(self.classes)} classes: "
-                             f"{', '.join(unknown[:10])} ('None': a sample without a label, from a file that was "
-                             "not in a class folder at ingest)")
-        return torch.tensor([index[label] for label in labels if label is not None], dtype=torch.int64,
-                            device=device)
+            raise TrainError(
+                f"samples with labels that are not among the {len(self.classes)} classes: "
+                f"{', '.join(unknown[:10])} ('None': a sample without a label, from a file that was "
+                "not in a class folder at ingest)"
+            )
+        return torch.tensor([index[label] for label in labels if label is not None], dtype=torch.int64, device=device)
 
     def start_epoch(self, run: Run, epoch: int) -> None:
         """Nothing to prepare."""
 
     def step(self, run: Run, batch: Batch, epoch: int) -> ClassifyOutput:
         """One cross-entropy step on random clips (multi-scale crop, flip) and their aligned audio."""
-        return classification_step(run.forward, run.optimizer, batch, self.targets(batch.labels, run.device),
-                                   self.spec, self.settings, run.generator)
+        return classification_step(
+            run.forward,
+            run.optimizer,
+            batch,
+            self.targets(batch.labels, run.device),
+            self.spec,
+            self.settings,
+            run.generator,
+        )
 
     def culprits(self, out: ClassifyOutput, keys: list[str]) -> list[str]:
         """The samples whose audio held non-finite values."""
@@ -311,11 +366,15 @@ class ClassifyTask:
             return {}
         result = self.test(run.device)
         self.last_test = (epoch, result)
-        return {"test_clip_top1": result.clip_top1, "test_video_top1": result.video_top1,
-                "test_mean_class_accuracy": result.mean_class_accuracy}
+        return {
+            "test_clip_top1": result.clip_top1,
+            "test_video_top1": result.video_top1,
+            "test_mean_class_accuracy": result.mean_class_accuracy,
+        }
 
     def test(self, device: torch.device) -> ClassificationResult:
         """Score every test clip, average per video (see :mod:`trainer.finetune_eval`)."""
+
         def logits_of(batch: Batch) -> torch.Tensor:
             on_device = batch.to(device)
             video, audio = classifier_inputs(on_device, self.spec, self.settings, train=False, generator=None)
@@ -354,10 +413,18 @@ def final_test(run: Run) -> ClassificationResult:
         result = task.last_test[1]
     else:
         result = task.test(run.device)
-    about = {"modality": cfg.modality, "init": cfg.init, "epochs": cfg.epochs, "global_step": run.state.global_step,
-             "clips_per_video": cfg.test_clips, "test_shards": len(task.test_loader.shards)}
+    about = {
+        "modality": cfg.modality,
+        "init": cfg.init,
+        "epochs": cfg.epochs,
+        "global_step": run.state.global_step,
+        "clips_per_video": cfg.test_clips,
+        "test_shards": len(task.test_loader.shards),
+    }
     path = write_results(cfg.out, result, about)
-    run.console.print(f"test: clip top-1 {result.clip_top1:.4f} ({result.clips} clips), video top-1 "
-                      f"{result.video_top1:.4f} ({result.videos} videos), mean class accuracy "
-                      f"{result.mean_class_accuracy:.4f}; {path}")
+    run.console.print(
+        f"test: clip top-1 {result.clip_top1:.4f} ({result.clips} clips), video top-1 "
+        f"{result.video_top1:.4f} ({result.videos} videos), mean class accuracy "
+        f"{result.mean_class_accuracy:.4f}; {path}"
+    )
     return result

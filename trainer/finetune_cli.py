@@ -17,8 +17,9 @@ def parse_args(argv: list[str] | None) -> FinetuneConfig:
     parser = argparse.ArgumentParser(
         prog="avts-finetune",
         description="Fine-tune the AVTS video subnet, audio subnet or both (with the FC 512 → FC C head) for "
-                    "classification from labeled avts-ingest shards, starting from an avts-train checkpoint or "
-                    "from scratch; test on N clips per video (one GPU, or many under torchrun).")
+        "classification from labeled avts-ingest shards, starting from an avts-train checkpoint or "
+        "from scratch; test on N clips per video (one GPU, or many under torchrun).",
+    )
     add_config_arguments(parser, FinetuneConfig)
     return config_from_args(FinetuneConfig, parser.parse_args(argv), parser)
 

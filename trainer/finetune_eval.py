@@ -56,10 +56,17 @@ class ClassificationResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (the confusion matrix as nested lists)."""
-        return {"clips": self.clips, "videos": self.videos, "clip_top1": self.clip_top1,
-                "video_top1": self.video_top1, "mean_class_accuracy": self.mean_class_accuracy,
-                "per_class": self.per_class, "videos_per_class": self.videos_per_class, "classes": self.classes,
-                "confusion": self.confusion.tolist()}
+        return {
+            "clips": self.clips,
+            "videos": self.videos,
+            "clip_top1": self.clip_top1,
+            "video_top1": self.video_top1,
+            "mean_class_accuracy": self.mean_class_accuracy,
+            "per_class": self.per_class,
+            "videos_per_class": self.videos_per_class,
+            "classes": self.classes,
+            "confusion": self.confusion.tolist(),
+        }
 
 
 def score_videos(scores: ClipScores, classes: list[str]) -> ClassificationResult:
@@ -70,8 +77,9 @@ def score_videos(scores: ClipScores, classes: list[str]) -> ClassificationResult
     videos = sorted(set(scores.keys))
     row_of = {key: row for row, key in enumerate(videos)}
     rows = torch.tensor([row_of[key] for key in scores.keys])
-    summed = torch.zeros(len(videos), len(classes), dtype=torch.float64).index_add_(0, rows,
-                                                                                    scores.probabilities.double())
+    summed = torch.zeros(len(videos), len(classes), dtype=torch.float64).index_add_(
+        0, rows, scores.probabilities.double()
+    )
     counts = torch.bincount(rows, minlength=len(videos)).double()
     mean = summed / counts[:, None]
     truth = torch.full((len(videos),), -1, dtype=torch.int64).scatter_(0, rows, scores.targets)
@@ -82,16 +90,28 @@ def score_videos(scores: ClipScores, classes: list[str]) -> ClassificationResult
     confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
     np.add.at(confusion, (truth.numpy(), predicted.numpy()), 1)
     per_class_videos = confusion.sum(axis=1)
-    per_class = {name: (float(confusion[i, i] / per_class_videos[i]) if per_class_videos[i] else None)
-                 for i, name in enumerate(classes)}
-    return ClassificationResult(classes, len(scores.keys), len(videos), float(clip_correct.double().mean()),
-                      float((predicted == truth).double().mean()), per_class,
-                      {name: int(per_class_videos[i]) for i, name in enumerate(classes)}, confusion)
+    per_class = {
+        name: (float(confusion[i, i] / per_class_videos[i]) if per_class_videos[i] else None)
+        for i, name in enumerate(classes)
+    }
+    return ClassificationResult(
+        classes,
+        len(scores.keys),
+        len(videos),
+        float(clip_correct.double().mean()),
+        float((predicted == truth).double().mean()),
+        per_class,
+        {name: int(per_class_videos[i]) for i, name in enumerate(classes)},
+        confusion,
+    )
 
 
 @torch.no_grad()
-def predict_clips(logits_of: Callable[[Batch], torch.Tensor], batches: Iterable[Batch],
-                  targets_of: Callable[[list[str | None]], torch.Tensor]) -> ClipScores:
+def predict_clips(
+    logits_of: Callable[[Batch], torch.Tensor],
+    batches: Iterable[Batch],
+    targets_of: Callable[[list[str | None]], torch.Tensor],
+) -> ClipScores:
     """Softmax probabilities of every clip of ``batches`` (``logits_of`` runs the model on a batch)."""
     probabilities, keys, targets = [], [], []
     for batch in batches:
@@ -122,8 +142,11 @@ def plot_confusion(result: ClassificationResult, path: Path) -> None:
     font = max(3.0, min(9.0, 400 / count))
     axis.set_xticks(range(count), result.classes, rotation=90, fontsize=font)
     axis.set_yticks(range(count), result.classes, fontsize=font)
-    axis.set(xlabel="predicted class", ylabel="true class",
-             title=f"video-level confusion: top-1 {result.video_top1:.1%} ({result.videos} videos)")
+    axis.set(
+        xlabel="predicted class",
+        ylabel="true class",
+        title=f"video-level confusion: top-1 {result.video_top1:.1%} ({result.videos} videos)",
+    )
     figure.colorbar(image, ax=axis, fraction=0.046)
     _save(figure, path)
 

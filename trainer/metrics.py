@@ -36,9 +36,12 @@ class MetricsLog:
     def keep_until(self, global_step: int, epochs_done: int) -> None:
         """Drop the records a resumed run will write again: steps after ``global_step``, epochs from
         ``epochs_done`` on (the killed run got further than its last checkpoint)."""
-        kept = [record for record in self.read()
-                if (record["kind"] == "step" and record["step"] <= global_step)
-                or (record["kind"] == "epoch" and record["epoch"] < epochs_done)]
+        kept = [
+            record
+            for record in self.read()
+            if (record["kind"] == "step" and record["step"] <= global_step)
+            or (record["kind"] == "epoch" and record["epoch"] < epochs_done)
+        ]
         atomic_write_text(self.path, "".join(json.dumps(record) + "\n" for record in kept))
 
 
@@ -62,8 +65,11 @@ def plot_run(run_dir: Path) -> list[Path]:
     if epochs:
         axis.plot([r["step"] for r in epochs], [r["train_loss"] for r in epochs], "o-", label="train (epoch mean)")
     cross_entropy = bool(epochs) and epochs[-1].get("objective") == "ce"
-    axis.set(xlabel="step", ylabel="cross-entropy" if cross_entropy else "contrastive loss (Eq. 1)",
-             title="AVTS training loss")
+    axis.set(
+        xlabel="step",
+        ylabel="cross-entropy" if cross_entropy else "contrastive loss (Eq. 1)",
+        title="AVTS training loss",
+    )
     axis.legend()
     written.append(_save(figure, run_dir / "loss.png"))
     figure, axis = plt.subplots(figsize=(7, 4))
@@ -71,8 +77,12 @@ def plot_run(run_dir: Path) -> list[Path]:
         points = [(r["epoch"] + 1, r[key]) for r in epochs if r.get(key) is not None]
         if points:
             axis.plot(*zip(*points, strict=True), "o-", label=label)
-    axis.set(xlabel="epoch", ylabel="AVTS accuracy", ylim=(0.4, 1.0),
-             title="AVTS accuracy (τ from the other half of the validation videos)")
+    axis.set(
+        xlabel="epoch",
+        ylabel="AVTS accuracy",
+        ylim=(0.4, 1.0),
+        title="AVTS accuracy (τ from the other half of the validation videos)",
+    )
     axis.axhline(0.5, color="grey", lw=0.5)
     axis.legend()
     written.append(_save(figure, run_dir / "accuracy.png"))

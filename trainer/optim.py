@@ -15,8 +15,9 @@ import torch
 PlateauSchedule = torch.optim.lr_scheduler.ReduceLROnPlateau
 
 
-def build_optimizer(parameters: Iterable[torch.nn.Parameter], name: str, lr: float, momentum: float,
-                    weight_decay: float) -> torch.optim.Optimizer:
+def build_optimizer(
+    parameters: Iterable[torch.nn.Parameter], name: str, lr: float, momentum: float, weight_decay: float
+) -> torch.optim.Optimizer:
     """``sgd`` (with momentum) or ``adam``."""
     if name == "adam":
         return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)

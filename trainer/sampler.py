@@ -187,9 +187,7 @@ class PairSampler:
         return chosen.long().argmax(dim=1)
 
     @staticmethod
-    def _kinds(
-        batch: int, mix: NegativeMix, device: torch.device, generator: torch.Generator | None
-    ) -> torch.Tensor:
+    def _kinds(batch: int, mix: NegativeMix, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
         """Requested kind of every row: ``B // 2`` positives and the negatives split by ``mix``, shuffled."""
         positives = batch // 2
         easy, hard, _ = mix.counts(batch - positives)

@@ -131,6 +131,8 @@ def default_stats_path(train_shards: list[str]) -> Path | str | None:
     if not storage.exists(candidate):
         return None
     if describes(manifests, folder) is False:
-        raise FileNotFoundError(f"{candidate} belongs to other shards than those in {folder} (see "
-                                f"{storage.join(manifests, 'ingest.json')}): pass the right --stats")
+        raise FileNotFoundError(
+            f"{candidate} belongs to other shards than those in {folder} (see "
+            f"{storage.join(manifests, 'ingest.json')}): pass the right --stats"
+        )
     return candidate if is_url(candidate) else Path(candidate)

@@ -40,8 +40,7 @@ def autocast_for(device: torch.device) -> AbstractContextManager[object]:
     return nullcontext()
 
 
-def make_video(batch: Batch, settings: InputSettings, train: bool,
-               generator: torch.Generator | None) -> torch.Tensor:
+def make_video(batch: Batch, settings: InputSettings, train: bool, generator: torch.Generator | None) -> torch.Tensor:
     """Normalized ``(B, 3, T, crop, crop)`` clips, channels-last on CUDA."""
     clips = video_input(batch.y, batch.u, batch.v, settings.crop_size, settings.crop_scales, train, generator)
     if clips.device.type == "cuda":
@@ -49,11 +48,11 @@ def make_video(batch: Batch, settings: InputSettings, train: bool,
     return clips
 
 
-def make_pairs(batch: Batch, settings: InputSettings, mix: NegativeMix,
-               generator: torch.Generator | None) -> tuple[PairBatch, torch.Tensor]:
+def make_pairs(
+    batch: Batch, settings: InputSettings, mix: NegativeMix, generator: torch.Generator | None
+) -> tuple[PairBatch, torch.Tensor]:
     """Sample positives/negatives on the device; returns the pairs and the normalized audio windows."""
-    pairs = settings.sampler.sample(batch.feats, batch.valid, batch.clip_start, mix, generator,
-                                    video_id=batch.video_id)
+    pairs = settings.sampler.sample(batch.feats, batch.valid, batch.clip_start, mix, generator, video_id=batch.video_id)
     return pairs, settings.normalizer(pairs.audio)
 
 
@@ -88,9 +87,16 @@ def drop_nonfinite_gradient(parameters: Iterable[torch.nn.Parameter]) -> torch.T
     return finite
 
 
-def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, settings: InputSettings,
-                  mix: NegativeMix, generator: torch.Generator | None, margin: float,
-                  mark: Callable[[], None] | None = None) -> StepOutput:
+def training_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    settings: InputSettings,
+    mix: NegativeMix,
+    generator: torch.Generator | None,
+    margin: float,
+    mark: Callable[[], None] | None = None,
+) -> StepOutput:
     """One optimization step on a device batch: augment, sample pairs, forward, loss, update.
 
     The loss is Eq. 1 (contrastive, ``margin``) or, when the model has a sync head, cross-entropy (§3.2).

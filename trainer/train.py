@@ -212,16 +212,41 @@ def build_run(cfg: TrainConfig, runtime: distributed.Runtime, console: Console) 
     val_shards = expand_shards(val_spec, "val") if val_spec else []
     stats_path = cfg.stats or default_stats_path(shards)
     if stats_path is None or not storage.exists(stats_path):
-        raise TrainError(f"no normalization stats{f' at {stats_path}' if stats_path else ''}: pass --stats "
-                         "manifests/stats.json (a path or URL, written by avts-ingest)")
+        raise TrainError(
+            f"no normalization stats{f' at {stats_path}' if stats_path else ''}: pass --stats "
+            "manifests/stats.json (a path or URL, written by avts-ingest)"
+        )
     stats = FeatureStats.load(stats_path)
     device = runtime.device
     on_gpu = device.type == "cuda"
     context = round(cfg.audio_context * FEATURE_RATE)
-    train_loader = LoaderSpec(shards, cfg.batch_size, VIDEO_FPS, context, cfg.seed, cfg.workers, cfg.shuffle_buffer,
-                              training=True, resampled=cfg.epoch_size is not None, pin_memory=on_gpu)
-    val_loader = LoaderSpec(val_shards, cfg.batch_size, VIDEO_FPS, context, cfg.seed, min(cfg.workers, len(val_shards)),
-                            training=False, clips_per_video=cfg.val_clips, pin_memory=on_gpu) if val_shards else None
+    train_loader = LoaderSpec(
+        shards,
+        cfg.batch_size,
+        VIDEO_FPS,
+        context,
+        cfg.seed,
+        cfg.workers,
+        cfg.shuffle_buffer,
+        training=True,
+        resampled=cfg.epoch_size is not None,
+        pin_memory=on_gpu,
+    )
+    val_loader = (
+        LoaderSpec(
+            val_shards,
+            cfg.batch_size,
+            VIDEO_FPS,
+            context,
+            cfg.seed,
+            min(cfg.workers, len(val_shards)),
+            training=False,
+            clips_per_video=cfg.val_clips,
+            pin_memory=on_gpu,
+        )
+        if val_shards
+        else None
+    )
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = build_avts(cfg.model_spec()).to(device)
@@ -236,14 +261,25 @@ def build_run(cfg: TrainConfig, runtime: distributed.Runtime, console: Console) 
     settings = InputSettings(cfg.crop_size, cfg.crop_scales, AudioNormalizer(stats.mean, stats.std, device), sampler)
     generator = torch.Generator(device).manual_seed(stable_int("pairs", cfg.seed, runtime.rank))
     task = SyncTask(cfg, model, curriculum, settings, stats, val_loader)
-    banner = (f"[bold]avts-train[/] {runtime.world_size} process(es) on {device}; curriculum "
-              f"{curriculum.describe()}; {len(shards)} train / {len(val_shards)} val shards")
+    banner = (
+        f"[bold]avts-train[/] {runtime.world_size} process(es) on {device}; curriculum "
+        f"{curriculum.describe()}; {len(shards)} train / {len(val_shards)} val shards"
+    )
     return start_run(cfg, runtime, console, model, optimizer, schedule, generator, train_loader, task, banner)
 
 
-def start_run(cfg: LoopConfig, runtime: distributed.Runtime, console: Console, model: nn.Module,
-              optimizer: torch.optim.Optimizer, schedule: PlateauSchedule, generator: torch.Generator,
-              train_loader: LoaderSpec, task: Task, banner: str) -> Run:
+def start_run(
+    cfg: LoopConfig,
+    runtime: distributed.Runtime,
+    console: Console,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: PlateauSchedule,
+    generator: torch.Generator,
+    train_loader: LoaderSpec,
+    task: Task,
+    banner: str,
+) -> Run:
     """Resume (``--resume``), write ``config.json``, announce the run and wrap the model for DDP / compile."""
     state = resume_state(cfg, model, optimizer, schedule, generator, runtime, console)
     check_same_start(state, runtime, cfg.out)
@@ -253,12 +289,28 @@ def start_run(cfg: LoopConfig, runtime: distributed.Runtime, console: Console, m
         console.print(banner)
         console.print_json(data=cfg.to_dict())
     on_gpu = runtime.device.type == "cuda"
-    ddp = (DistributedDataParallel(model, device_ids=[runtime.device.index] if on_gpu else None)
-           if runtime.distributed else model)
+    ddp = (
+        DistributedDataParallel(model, device_ids=[runtime.device.index] if on_gpu else None)
+        if runtime.distributed
+        else model
+    )
     forward = cast(nn.Module, torch.compile(ddp)) if cfg.compile else ddp  # compile wraps a module in a module
     steps_cap = cfg.epoch_size // (cfg.batch_size * runtime.world_size) if cfg.epoch_size else None
-    return Run(cfg, runtime, console, model, forward, optimizer, schedule, generator, train_loader, task, steps_cap,
-               MetricsLog(cfg.out), state)
+    return Run(
+        cfg,
+        runtime,
+        console,
+        model,
+        forward,
+        optimizer,
+        schedule,
+        generator,
+        train_loader,
+        task,
+        steps_cap,
+        MetricsLog(cfg.out),
+        state,
+    )
 
 
 def init_weights(model: AVTSModel, checkpoint: Path, device: torch.device) -> None:
@@ -275,8 +327,15 @@ def init_weights(model: AVTSModel, checkpoint: Path, device: torch.device) -> No
         raise TrainError(f"{checkpoint} does not hold AVTS weights for this architecture")
 
 
-def resume_state(cfg: LoopConfig, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: PlateauSchedule,
-                 generator: torch.Generator, runtime: distributed.Runtime, console: Console) -> TrainState:
+def resume_state(
+    cfg: LoopConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: PlateauSchedule,
+    generator: torch.Generator,
+    runtime: distributed.Runtime,
+    console: Console,
+) -> TrainState:
     """A fresh state, or (``--resume``) the one of the newest readable checkpoint with everything it holds."""
     folder = cfg.out / "checkpoints"
     if not cfg.resume:
@@ -293,8 +352,10 @@ def resume_state(cfg: LoopConfig, model: nn.Module, optimizer: torch.optim.Optim
     try:
         model.load_state_dict(saved["model"])
     except RuntimeError as error:
-        raise TrainError(f"the checkpoint in {folder} holds a model of another shape than this run's (were "
-                         f"architecture flags changed?): {str(error)[:300]}") from None
+        raise TrainError(
+            f"the checkpoint in {folder} holds a model of another shape than this run's (were "
+            f"architecture flags changed?): {str(error)[:300]}"
+        ) from None
     optimizer.load_state_dict(saved["optimizer"])
     schedule.load_state_dict(saved["scheduler"])
     state = TrainState(**saved["state"])
@@ -303,13 +364,16 @@ def resume_state(cfg: LoopConfig, model: nn.Module, optimizer: torch.optim.Optim
     restore_rng(saved["rng"][min(runtime.rank, len(saved["rng"]) - 1)], generator)
     if runtime.is_main:
         MetricsLog(cfg.out).keep_until(state.global_step, state.epoch)
-        console.print(f"resuming at epoch {state.epoch + 1}, step {state.step_in_epoch} of it "
-                      f"(global step {state.global_step})")
+        console.print(
+            f"resuming at epoch {state.epoch + 1}, step {state.step_in_epoch} of it (global step {state.global_step})"
+        )
         if len(saved["rng"]) != runtime.world_size:
-            console.print(f"[bold yellow]warning: the checkpoint was written by {len(saved['rng'])} process(es) and "
-                          f"this run has {runtime.world_size}: each process now reads another part of the data "
-                          f"(mid-epoch, some samples of this epoch may be read twice or not at all), so the run "
-                          f"will not match an uninterrupted one; resume with the same number of processes for that")
+            console.print(
+                f"[bold yellow]warning: the checkpoint was written by {len(saved['rng'])} process(es) and "
+                f"this run has {runtime.world_size}: each process now reads another part of the data "
+                f"(mid-epoch, some samples of this epoch may be read twice or not at all), so the run "
+                f"will not match an uninterrupted one; resume with the same number of processes for that"
+            )
     return state
 
 
@@ -319,8 +383,10 @@ def check_same_start(state: TrainState, runtime: distributed.Runtime, run_dir: P
     starts = distributed.gather_objects((state.epoch, state.step_in_epoch, state.global_step), runtime)
     if len(set(starts)) > 1:
         where = ", ".join(f"rank {rank} at global step {start[2]}" for rank, start in enumerate(starts))
-        raise TrainError(f"the ranks start from different checkpoints ({where}): --out {run_dir} must be one folder "
-                         f"that every node sees (shared storage), not a local folder per node")
+        raise TrainError(
+            f"the ranks start from different checkpoints ({where}): --out {run_dir} must be one folder "
+            f"that every node sees (shared storage), not a local folder per node"
+        )
 
 
 def train_one_epoch(run: Run, epoch: int) -> EpochStats:
@@ -333,8 +399,9 @@ def train_one_epoch(run: Run, epoch: int) -> EpochStats:
     window = LogWindow()
     run.audit_keys = []
     last_checkpoint = state.global_step
-    with StepProgress(f"epoch {epoch + 1}/{cfg.epochs}", run.steps_cap, run.console, enabled=run.runtime.is_main,
-                      plain=cfg.plain) as bar:
+    with StepProgress(
+        f"epoch {epoch + 1}/{cfg.epochs}", run.steps_cap, run.console, enabled=run.runtime.is_main, plain=cfg.plain
+    ) as bar:
         while run.steps_cap is None or state.step_in_epoch < run.steps_cap:
             batch = next(batches, None)
             if not distributed.all_ranks_true(batch is not None, run.runtime):
@@ -357,8 +424,10 @@ def train_one_epoch(run: Run, epoch: int) -> EpochStats:
                 last_checkpoint = state.global_step
     check_bad_steps(run, window)
     if state.step_in_epoch == 0:
-        raise TrainError(f"epoch {epoch + 1} had no training step: the shards hold fewer than --batch-size "
-                         f"{cfg.batch_size} samples per process (after splitting over ranks and workers)")
+        raise TrainError(
+            f"epoch {epoch + 1} had no training step: the shards hold fewer than --batch-size "
+            f"{cfg.batch_size} samples per process (after splitting over ranks and workers)"
+        )
     total, count = losses.totals(state)
     return EpochStats(distributed.mean_over_ranks(total, count, run.runtime), state.step_in_epoch)
 
@@ -368,8 +437,14 @@ def finish_epoch(run: Run, epoch: int, stats: EpochStats) -> dict[str, Any]:
     results = run.task.evaluate(run, epoch) if run.runtime.is_main else {}
     distributed.barrier(run.runtime)
     run.schedule.step(stats.train_loss)
-    record = {"epoch": epoch, "step": run.state.global_step, **run.task.epoch_record(epoch),
-              "train_loss": stats.train_loss, "lr": run.optimizer.param_groups[0]["lr"], **results}
+    record = {
+        "epoch": epoch,
+        "step": run.state.global_step,
+        **run.task.epoch_record(epoch),
+        "train_loss": stats.train_loss,
+        "lr": run.optimizer.param_groups[0]["lr"],
+        **results,
+    }
     if run.cfg.audit:
         write_audit(run, epoch)
     run.state = TrainState(epoch=epoch + 1, global_step=run.state.global_step, bad_steps=run.state.bad_steps)
@@ -423,8 +498,15 @@ def log_window(run: Run, epoch: int, window: LogWindow, bar: StepProgress, out: 
     step_loss = float(window.loss) / steps
     clips_per_s = window.clips * run.runtime.world_size / elapsed
     if run.runtime.is_main:
-        run.log.write("step", step=run.state.global_step, epoch=epoch, loss=step_loss, clips_per_s=clips_per_s,
-                      lr=run.optimizer.param_groups[0]["lr"], **run.task.step_record(out))
+        run.log.write(
+            "step",
+            step=run.state.global_step,
+            epoch=epoch,
+            loss=step_loss,
+            clips_per_s=clips_per_s,
+            lr=run.optimizer.param_groups[0]["lr"],
+            **run.task.step_record(out),
+        )
         bar.update(run.state.step_in_epoch, loss=step_loss, clips_per_s=clips_per_s)
     window.loss, window.clips, window.started = 0.0, 0, time.perf_counter()
 
@@ -439,15 +521,21 @@ def check_bad_steps(run: Run, window: LogWindow) -> None:
             continue
         run.state.bad_steps += 1
         culprits = run.task.culprits(out, keys)
-        why = (f"non-finite audio features in {', '.join(culprits)}" if culprits
-               else "non-finite loss or gradient with finite inputs (diverging: lower --lr?)")
-        run.console.print(f"[bold yellow]warning: a step's update was dropped near global step "
-                          f"{run.state.global_step}: {why}")
+        why = (
+            f"non-finite audio features in {', '.join(culprits)}"
+            if culprits
+            else "non-finite loss or gradient with finite inputs (diverging: lower --lr?)"
+        )
+        run.console.print(
+            f"[bold yellow]warning: a step's update was dropped near global step {run.state.global_step}: {why}"
+        )
     window.steps.clear()
     if run.state.bad_steps > run.cfg.max_bad_steps:
-        raise TrainError(f"{run.state.bad_steps} steps had a non-finite loss or gradient (more than "
-                         f"--max-bad-steps {run.cfg.max_bad_steps}); the last good checkpoint is kept in "
-                         f"{run.checkpoints}")
+        raise TrainError(
+            f"{run.state.bad_steps} steps had a non-finite loss or gradient (more than "
+            f"--max-bad-steps {run.cfg.max_bad_steps}); the last good checkpoint is kept in "
+            f"{run.checkpoints}"
+        )
 
 
 def resumable_here(state: TrainState, cfg: LoopConfig) -> bool:
@@ -471,11 +559,20 @@ def save_run(run: Run, losses: LossTally | None, epoch_end: int | None = None) -
     if losses is not None:  # mid-epoch: the loss so far travels with the checkpoint
         total, count = sum(total for total, _ in totals), sum(count for _, count in totals)
         state = TrainState(**{**asdict(state), "loss_sum": total, "loss_count": count})
-    save_checkpoint(run.checkpoints, {
-        **run.task.checkpoint_content(),
-        "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.schedule.state_dict(), "state": asdict(state), "rng": rng, "config": run.cfg.to_dict(),
-    }, epoch_end=epoch_end, keep=run.cfg.keep_checkpoints)
+    save_checkpoint(
+        run.checkpoints,
+        {
+            **run.task.checkpoint_content(),
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.schedule.state_dict(),
+            "state": asdict(state),
+            "rng": rng,
+            "config": run.cfg.to_dict(),
+        },
+        epoch_end=epoch_end,
+        keep=run.cfg.keep_checkpoints,
+    )
 
 
 def gather_rng(generator: torch.Generator, runtime: distributed.Runtime) -> list[dict[str, Any]]:
@@ -493,9 +590,15 @@ def write_audit(run: Run, epoch: int) -> None:
     splits and weight agreement across ranks."""
     with torch.no_grad():
         flat = torch.cat([p.detach().double().flatten().cpu() for p in run.model.parameters()])
-    record = {"epoch": epoch, "rank": run.runtime.rank, "steps": run.state.step_in_epoch,
-              "global_step": run.state.global_step, "weights_sum": float(flat.sum()),
-              "weights_abs_sum": float(flat.abs().sum()), "keys": run.audit_keys}
+    record = {
+        "epoch": epoch,
+        "rank": run.runtime.rank,
+        "steps": run.state.step_in_epoch,
+        "global_step": run.state.global_step,
+        "weights_sum": float(flat.sum()),
+        "weights_abs_sum": float(flat.abs().sum()),
+        "keys": run.audit_keys,
+    }
     with (run.cfg.out / f"audit-rank{run.runtime.rank}.jsonl").open("a") as handle:
         handle.write(json.dumps(record) + "\n")
 
@@ -532,14 +635,24 @@ class SyncTask:
 
     def start_epoch(self, run: Run, epoch: int) -> None:
         """At the start of a curriculum stage, start the plateau tracking afresh (see :mod:`trainer.optim`)."""
-        if epoch > 0 and self.curriculum.stage_at(epoch) != self.curriculum.stage_at(epoch - 1) \
-                and run.state.step_in_epoch == 0:
+        if (
+            epoch > 0
+            and self.curriculum.stage_at(epoch) != self.curriculum.stage_at(epoch - 1)
+            and run.state.step_in_epoch == 0
+        ):
             run.schedule = plateau_schedule(run.optimizer, self.cfg.plateau_patience, self.cfg.lr_factor)
 
     def step(self, run: Run, batch: Batch, epoch: int) -> StepOutput:
         """:func:`trainer.step.training_step` with the epoch's negative mix."""
-        return training_step(run.forward, run.optimizer, batch, self.settings, self.curriculum.mix_at(epoch),
-                             run.generator, self.cfg.margin)
+        return training_step(
+            run.forward,
+            run.optimizer,
+            batch,
+            self.settings,
+            self.curriculum.mix_at(epoch),
+            run.generator,
+            self.cfg.margin,
+        )
 
     def culprits(self, out: StepOutput, keys: list[str]) -> list[str]:
         """The videos whose audio went into a pair with non-finite features."""
@@ -558,8 +671,11 @@ class SyncTask:
 
     def epoch_record(self, epoch: int) -> dict[str, Any]:
         """Curriculum stage, negative mix and objective."""
-        return {"stage": self.curriculum.stage_at(epoch), "mix": asdict(self.curriculum.mix_at(epoch)),
-                "objective": self.cfg.objective}
+        return {
+            "stage": self.curriculum.stage_at(epoch),
+            "mix": asdict(self.curriculum.mix_at(epoch)),
+            "objective": self.cfg.objective,
+        }
 
     def checkpoint_content(self) -> dict[str, Any]:
         """The model's shape and the audio normalization (see :func:`trainer.checkpoint.load_trained`)."""

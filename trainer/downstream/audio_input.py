@@ -100,7 +100,7 @@ def subclip_filterbanks(signal: np.ndarray, k: int) -> tuple[np.ndarray, bool]:
     if padded:
         signal = np.concatenate([signal, np.zeros(WINDOW_SAMPLES - len(signal))])
     fbank = log_filterbank(signal)
-    windows = [fbank[start:start + SUBCLIP_FRAMES] for start in subclip_starts(len(signal), k) // SAMPLES_PER_FEATURE]
+    windows = [fbank[start : start + SUBCLIP_FRAMES] for start in subclip_starts(len(signal), k) // SAMPLES_PER_FEATURE]
     return np.stack(windows).astype(FBANK_DTYPE), padded
 
 
@@ -121,8 +121,9 @@ class FeatureTable:
         return replace(self, features=features)
 
 
-def decode_table(files: Sequence[LabeledFile], per_file: Callable[[np.ndarray], tuple[np.ndarray, bool]],
-                 progress: CountProgress) -> FeatureTable:
+def decode_table(
+    files: Sequence[LabeledFile], per_file: Callable[[np.ndarray], tuple[np.ndarray, bool]], progress: CountProgress
+) -> FeatureTable:
     """Decode every file to 16 kHz mono and turn it into rows with ``per_file(signal) -> (rows, padded)``.
 
     A file that cannot be decoded is listed in ``skipped`` with the reason and counted as failed in

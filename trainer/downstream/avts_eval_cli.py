@@ -25,8 +25,9 @@ def parse_args(argv: list[str] | None) -> EvalConfig:
     parser = argparse.ArgumentParser(
         prog="avts-eval",
         description="AVTS accuracy (paper §3.2) of an avts-train checkpoint on held-out shards: easy-only and "
-                    "75% easy / 25% hard test mixes, threshold rule with τ chosen on other videos, and the sync "
-                    "head when the checkpoint has one.")
+        "75% easy / 25% hard test mixes, threshold rule with τ chosen on other videos, and the sync "
+        "head when the checkpoint has one.",
+    )
     add_config_arguments(parser, EvalConfig)
     return config_from_args(EvalConfig, parser.parse_args(argv), parser)
 

@@ -69,34 +69,55 @@ class FeaturesConfig:
     """What `avts-features` needs; its flags are made from these fields."""
 
     checkpoint: Path = option(help="avts-train checkpoint (its audio stats and crop size come with it)")
-    src: Path = option(help="a folder (every media file under it, recursively; the first folder level is the "
-                            "label) or an ESC-50-style CSV (filename, fold or split, category)")
+    src: Path = option(
+        help="a folder (every media file under it, recursively; the first folder level is the "
+        "label) or an ESC-50-style CSV (filename, fold or split, category)"
+    )
     out: Path = option(help="features parquet (one row per sub-clip or clip)")
-    modality: str = option("audio", help="audio: conv5 of the audio subnet on 2-s sub-clips (§3.4); video: pooled "
-                                         "conv5 of the video subnet on 1-s clips", choices=MODALITIES)
-    subclips: int = option(10, help="audio: equally spaced 2-s sub-clips per file (10 as for ESC-50, 60 as for "
-                                    "DCASE2014)")
-    pool: str = option(DEFAULT_POOL_TEXT, metavar="BANDSxTIME",
-                       help="audio: adaptive max pool of conv5, 256·BANDS·TIME dims per sub-clip at width 64")
+    modality: str = option(
+        "audio",
+        help="audio: conv5 of the audio subnet on 2-s sub-clips (§3.4); video: pooled "
+        "conv5 of the video subnet on 1-s clips",
+        choices=MODALITIES,
+    )
+    subclips: int = option(
+        10, help="audio: equally spaced 2-s sub-clips per file (10 as for ESC-50, 60 as for DCASE2014)"
+    )
+    pool: str = option(
+        DEFAULT_POOL_TEXT,
+        metavar="BANDSxTIME",
+        help="audio: adaptive max pool of conv5, 256·BANDS·TIME dims per sub-clip at width 64",
+    )
     clips: int = option(10, help="video: evenly spaced 1-s clips per file")
-    short_side: int = option(128, help="video: short side the video is scaled to; use the --short-side of the "
-                                       "ingest that made the training shards")
-    audio_dir: Path | None = option(None, help="CSV --src: folder holding the CSV's filenames (default: the "
-                                               "audio_file column, else audio/ beside the CSV's folder)")
+    short_side: int = option(
+        128,
+        help="video: short side the video is scaled to; use the --short-side of the "
+        "ingest that made the training shards",
+    )
+    audio_dir: Path | None = option(
+        None,
+        help="CSV --src: folder holding the CSV's filenames (default: the "
+        "audio_file column, else audio/ beside the CSV's folder)",
+    )
     batch_size: int = option(32, help="sub-clips or clips per forward pass")
     device: str = option("auto", help="auto (cuda when available), cpu, cuda, cuda:N")
-    plain: bool | None = option(None, help="plain progress lines instead of a bar (automatic without a terminal "
-                                           "or with CI set)")
+    plain: bool | None = option(
+        None, help="plain progress lines instead of a bar (automatic without a terminal or with CI set)"
+    )
 
     def __post_init__(self) -> None:
-        validate([
-            (self.modality in MODALITIES, f"--modality must be one of {', '.join(MODALITIES)}, "
-                                          f"got {self.modality!r}"),
-            (self.subclips >= 1, "--subclips must be ≥ 1"),
-            (self.clips >= 1, "--clips must be ≥ 1"),
-            (self.batch_size >= 1, "--batch-size must be ≥ 1"),
-            (self.short_side >= 16 and self.short_side % 2 == 0, "--short-side must be an even number ≥ 16"),
-        ])
+        validate(
+            [
+                (
+                    self.modality in MODALITIES,
+                    f"--modality must be one of {', '.join(MODALITIES)}, got {self.modality!r}",
+                ),
+                (self.subclips >= 1, "--subclips must be ≥ 1"),
+                (self.clips >= 1, "--clips must be ≥ 1"),
+                (self.batch_size >= 1, "--batch-size must be ≥ 1"),
+                (self.short_side >= 16 and self.short_side % 2 == 0, "--short-side must be an even number ≥ 16"),
+            ]
+        )
         parse_pool(self.pool)
 
     @property
@@ -140,8 +161,11 @@ def read_sources(src: Path, audio_dir: Path | None = None, exclude: Sequence[Pat
             raise FeaturesError("--audio-dir only applies to a CSV --src")
         found = find_files(src)
         left_out = {path.resolve() for path in exclude}
-        files = [LabeledFile(path, label_of(display_path(path, src)) or "", "") for path in found.files
-                 if path.resolve() not in left_out]
+        files = [
+            LabeledFile(path, label_of(display_path(path, src)) or "", "")
+            for path in found.files
+            if path.resolve() not in left_out
+        ]
         return Sources(files, [Skipped(str(src / item.relpath), item.reason) for item in found.skipped], (src,))
     if src.is_file() and src.suffix.lower() == ".csv":
         labeled = read_csv_layout(src, audio_dir)
@@ -188,12 +212,14 @@ class Extractor(Protocol):
 class AudioFeatures:
     """§3.4 audio features: pooled conv5 of the audio subnet on equally spaced 2-s sub-clips (see the module)."""
 
-    def __init__(self, trained: TrainedModel, subclips: int, pool: tuple[int, int], device: torch.device,
-                 batch_size: int) -> None:
+    def __init__(
+        self, trained: TrainedModel, subclips: int, pool: tuple[int, int], device: torch.device, batch_size: int
+    ) -> None:
         self.subclips = subclips
         self.pool = pool
-        self.extract = AudioConv5Extractor(trained.model.audio, trained.stats.mean, trained.stats.std, pool, device,
-                                           batch_size)
+        self.extract = AudioConv5Extractor(
+            trained.model.audio, trained.stats.mean, trained.stats.std, pool, device, batch_size
+        )
         self.feature_dim = self.extract.feature_dim
         self.rows_per_file = subclips
 
@@ -210,22 +236,29 @@ class AudioFeatures:
             return GroupResult([], table.skipped)
         features = self.extract(table.features).reshape(len(table.files), self.subclips, -1)
         padded = set(table.padded)
-        rows = [FileRows(item, starts[index], features[index], str(item.path) in padded)
-                for index, item in enumerate(table.files)]
+        rows = [
+            FileRows(item, starts[index], features[index], str(item.path) in padded)
+            for index, item in enumerate(table.files)
+        ]
         return GroupResult(rows, table.skipped)
 
     def settings(self) -> dict[str, Any]:
         """Sub-clips, pool and normalization."""
-        return {"subclips": self.subclips, "subclip_s": 2.0, "pool": list(self.pool),
-                "pool_kind": "adaptive max over (frequency bands, time bins) of conv5 after pool5",
-                "normalization": "stats stored in the checkpoint"}
+        return {
+            "subclips": self.subclips,
+            "subclip_s": 2.0,
+            "pool": list(self.pool),
+            "pool_kind": "adaptive max over (frequency bands, time bins) of conv5 after pool5",
+            "normalization": "stats stored in the checkpoint",
+        }
 
 
 class VideoFeatures:
     """Pooled conv5 features of the video subnet on evenly spaced 1-s clips (see the module docstring)."""
 
-    def __init__(self, trained: TrainedModel, clips: int, short_side: int, device: torch.device,
-                 batch_size: int) -> None:
+    def __init__(
+        self, trained: TrainedModel, clips: int, short_side: int, device: torch.device, batch_size: int
+    ) -> None:
         self.net = trained.model.video
         self.input: InputSettings = input_settings(trained, device)
         self.encode = video_encode_settings(short_side)
@@ -243,8 +276,9 @@ class VideoFeatures:
             try:
                 sample = prepare_video(item.path, self.encode)
                 if sample.meta.frames < VIDEO_MIN_FRAMES:
-                    raise MediaError("too short", f"{sample.meta.frames / VIDEO_FPS:.2f} s < "
-                                                  f"{VIDEO_MIN_FRAMES / VIDEO_FPS:g} s")
+                    raise MediaError(
+                        "too short", f"{sample.meta.frames / VIDEO_FPS:.2f} s < {VIDEO_MIN_FRAMES / VIDEO_FPS:g} s"
+                    )
                 starts = clip_starts(sample.meta.frames, VIDEO_FPS, self.clips, rng=None)
                 examples.extend(clip_example(sample, start) for start in starts)
             except (MediaError, ValueError) as error:
@@ -256,8 +290,9 @@ class VideoFeatures:
         if not kept:
             return result
         features = self.forward(examples).reshape(len(kept), self.clips, -1)
-        result.rows = [FileRows(item, np.asarray(starts) / VIDEO_FPS, features[index])
-                       for index, (item, starts) in enumerate(kept)]
+        result.rows = [
+            FileRows(item, np.asarray(starts) / VIDEO_FPS, features[index]) for index, (item, starts) in enumerate(kept)
+        ]
         return result
 
     @torch.no_grad()
@@ -265,17 +300,22 @@ class VideoFeatures:
         """``(len(examples), feature_dim)`` float32 features, ``batch_size`` clips per forward pass."""
         out = np.empty((len(examples), self.feature_dim), dtype=np.float32)
         for first in range(0, len(examples), self.batch_size):
-            batch = collate(examples[first:first + self.batch_size]).to(self.device)
+            batch = collate(examples[first : first + self.batch_size]).to(self.device)
             video = make_video(batch, self.input, train=False, generator=None)
-            out[first:first + len(batch.keys)] = self.net.forward_features(video).float().cpu().numpy()
+            out[first : first + len(batch.keys)] = self.net.forward_features(video).float().cpu().numpy()
         return out
 
     def settings(self) -> dict[str, Any]:
         """Clips, sizes and pooling."""
-        return {"clips": self.clips, "clip_s": 1.0, "short_side": self.encode.short_side,
-                "crop_size": self.input.crop_size, "min_duration_s": VIDEO_MIN_FRAMES / VIDEO_FPS,
-                "pool": [self.time_bins, 1, 1],
-                "pool_kind": "adaptive average over (time bins, height, width) of conv5 (the subnet's own pool)"}
+        return {
+            "clips": self.clips,
+            "clip_s": 1.0,
+            "short_side": self.encode.short_side,
+            "crop_size": self.input.crop_size,
+            "min_duration_s": VIDEO_MIN_FRAMES / VIDEO_FPS,
+            "pool": [self.time_bins, 1, 1],
+            "pool_kind": "adaptive average over (time bins, height, width) of conv5 (the subnet's own pool)",
+        }
 
 
 def video_encode_settings(short_side: int) -> EncodeSettings:
@@ -285,8 +325,9 @@ def video_encode_settings(short_side: int) -> EncodeSettings:
     do not use (a 1.1-s video with 0.99 s of sound must not be refused); :class:`VideoFeatures` asks for 1 s of
     video itself.
     """
-    return IngestConfig(src=Path("."), short_side=short_side, min_duration=1 / VIDEO_FPS,
-                        keep_without_audio=True).encode_settings()
+    return IngestConfig(
+        src=Path("."), short_side=short_side, min_duration=1 / VIDEO_FPS, keep_without_audio=True
+    ).encode_settings()
 
 
 def prepare_video(path: Path, settings: EncodeSettings) -> Sample:
@@ -311,7 +352,7 @@ def build_extractor(config: FeaturesConfig, trained: TrainedModel, device: torch
 def groups(files: list[LabeledFile], size: int) -> Iterator[list[LabeledFile]]:
     """Consecutive groups of ``size`` files."""
     for first in range(0, len(files), size):
-        yield files[first:first + size]
+        yield files[first : first + size]
 
 
 SCHEMA_FIELDS = [
@@ -364,8 +405,9 @@ class ParquetRows:
         self._writer.write_table(table)
         self.rows += table.num_rows
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self._stack.__exit__(kind, error, trace)  # closes the writer, then renames (or removes) the file
 
 
@@ -381,8 +423,9 @@ class FeaturesSummary:
     written: bool  # whether the parquet was written (not when no file gave rows)
 
 
-def extract_features(config: FeaturesConfig, trained: TrainedModel, device: torch.device,
-                     console: Console | None = None) -> FeaturesSummary:
+def extract_features(
+    config: FeaturesConfig, trained: TrainedModel, device: torch.device, console: Console | None = None
+) -> FeaturesSummary:
     """Write ``config.out`` (the parquet) and ``config.skipped_path`` for the files of ``config.src``.
 
     Raises :class:`FeaturesError` (or ``FileNotFoundError``, a CSV's ``LayoutError``) when the source cannot be
@@ -390,15 +433,23 @@ def extract_features(config: FeaturesConfig, trained: TrainedModel, device: torc
     """
     sources = read_sources(config.src, config.audio_dir, exclude=(config.out, config.skipped_path))
     extractor = build_extractor(config, trained, device)
-    info = {"modality": config.modality, "checkpoint": str(config.checkpoint), "source": str(config.src),
-            "feature_dim": extractor.feature_dim, "model_spec": trained.spec.to_dict(), **extractor.settings()}
+    info = {
+        "modality": config.modality,
+        "checkpoint": str(config.checkpoint),
+        "source": str(config.src),
+        "feature_dim": extractor.feature_dim,
+        "model_spec": trained.spec.to_dict(),
+        **extractor.settings(),
+    }
     schema = pa.schema(SCHEMA_FIELDS, metadata={METADATA_KEY: json.dumps(info).encode("utf-8")})
     group_size = max(1, -(-ROWS_PER_GROUP_BATCHES * config.batch_size // extractor.rows_per_file))
     skipped: list[Skipped] = list(sources.skipped)
     padded: list[str] = []
     files = 0
-    with CountProgress(f"{config.modality} features", len(sources.files), "files", console, config.plain) as bar, \
-            ParquetRows(config.out, schema) as writer:
+    with (
+        CountProgress(f"{config.modality} features", len(sources.files), "files", console, config.plain) as bar,
+        ParquetRows(config.out, schema) as writer,
+    ):
         for group in groups(sources.files, group_size):
             result = extractor(group, bar)
             skipped.extend(result.skipped)
@@ -407,8 +458,13 @@ def extract_features(config: FeaturesConfig, trained: TrainedModel, device: torc
                 files += len(result.rows)
                 padded.extend(sources.name_of(item.file.path) for item in result.rows if item.padded)
     listed = [{"path": sources.name_of(item.path), "reason": item.reason} for item in skipped]
-    atomic_write_text(config.skipped_path, json.dumps({"source": str(config.src), "files": len(sources.files),
-                                                       "skipped": listed, "padded": padded}, indent=2) + "\n")
+    atomic_write_text(
+        config.skipped_path,
+        json.dumps(
+            {"source": str(config.src), "files": len(sources.files), "skipped": listed, "padded": padded}, indent=2
+        )
+        + "\n",
+    )
     return FeaturesSummary(files, writer.rows, extractor.feature_dim, listed, padded, writer.rows > 0)
 
 

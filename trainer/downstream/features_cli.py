@@ -31,7 +31,8 @@ def parse_args(argv: list[str] | None) -> FeaturesConfig:
     parser = argparse.ArgumentParser(
         prog=TOOL,
         description="Features of a trained AVTS model for any media files, one parquet row per clip: conv5 of the "
-                    "audio subnet on 2-s sub-clips (§3.4), or pooled conv5 of the video subnet on 1-s clips.")
+        "audio subnet on 2-s sub-clips (§3.4), or pooled conv5 of the video subnet on 1-s clips.",
+    )
     add_config_arguments(parser, FeaturesConfig)
     return config_from_args(FeaturesConfig, parser.parse_args(argv), parser)
 
@@ -50,12 +51,18 @@ def main(argv: list[str] | None = None) -> int:
     for item in summary.skipped:
         console.print(f"skipped {item['path']}: {item['reason']}", highlight=False, markup=False)
     if not summary.written:
-        return report_failure(console, TOOL, FeaturesError(
-            f"no file gave features ({len(summary.skipped)} skipped; reasons in {config.skipped_path})"))
+        return report_failure(
+            console,
+            TOOL,
+            FeaturesError(f"no file gave features ({len(summary.skipped)} skipped; reasons in {config.skipped_path})"),
+        )
     padded = f", {len(summary.padded)} padded to one 2-s window" if config.modality == "audio" else ""
-    Console().print(f"{summary.files} files → {summary.rows} rows of {summary.feature_dim} {config.modality} "
-                    f"features ({len(summary.skipped)} skipped{padded}) in {time.monotonic() - started:.1f} s; "
-                    f"features: {config.out}; skipped files: {config.skipped_path}", highlight=False)
+    Console().print(
+        f"{summary.files} files → {summary.rows} rows of {summary.feature_dim} {config.modality} "
+        f"features ({len(summary.skipped)} skipped{padded}) in {time.monotonic() - started:.1f} s; "
+        f"features: {config.out}; skipped files: {config.skipped_path}",
+        highlight=False,
+    )
     return 0
 
 

@@ -72,10 +72,15 @@ def read_csv_layout(meta: Path, audio_dir: Path | None = None) -> LabeledSet:
     label_column = next((name for name in LABEL_COLUMNS if name in columns), None)
     scheme: Scheme = FOLDS if "fold" in columns else SPLIT
     file_columns = {"filename"} if audio_dir is not None else {"filename", "audio_file"}
-    absent = [what for what, present in (("label (category, label or target)", label_column is not None),
-                                         ("fold or split", bool({"fold", "split"} & columns)),
-                                         (" or ".join(sorted(file_columns)), bool(file_columns & columns)))
-              if not present]
+    absent = [
+        what
+        for what, present in (
+            ("label (category, label or target)", label_column is not None),
+            ("fold or split", bool({"fold", "split"} & columns)),
+            (" or ".join(sorted(file_columns)), bool(file_columns & columns)),
+        )
+        if not present
+    ]
     if absent:
         raise LayoutError(f"{meta}: no {'; no '.join(absent)} column (columns: {', '.join(sorted(columns))})")
     if not rows:
@@ -89,8 +94,9 @@ def read_csv_layout(meta: Path, audio_dir: Path | None = None) -> LabeledSet:
         if scheme == SPLIT:
             fold = fold.lower()
             if fold not in (TRAIN_SPLIT, TEST_SPLIT):
-                raise LayoutError(f"{meta}: split must be '{TRAIN_SPLIT}' or '{TEST_SPLIT}', "
-                                  f"got {fold!r} (row {number})")
+                raise LayoutError(
+                    f"{meta}: split must be '{TRAIN_SPLIT}' or '{TEST_SPLIT}', got {fold!r} (row {number})"
+                )
         if path is None:
             reason = "no file name"
         elif not label or not fold:

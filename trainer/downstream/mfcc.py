@@ -26,8 +26,7 @@ def mfcc_dim(zcr: bool = False) -> int:
 
 def mfcc_stats(signal: np.ndarray, zcr: bool = False) -> np.ndarray:
     """``[mean(13 MFCCs), std(13 MFCCs)]`` over the clip's frames (+ ``[mean(ZCR), std(ZCR)]``), float32."""
-    coefficients = mfcc(signal, samplerate=AUDIO_SAMPLE_RATE, winlen=MFCC_WINDOW_S, winstep=MFCC_STEP_S,
-                        numcep=N_MFCC)
+    coefficients = mfcc(signal, samplerate=AUDIO_SAMPLE_RATE, winlen=MFCC_WINDOW_S, winstep=MFCC_STEP_S, numcep=N_MFCC)
     parts = [coefficients.mean(axis=0), coefficients.std(axis=0)]
     if zcr:
         frames = framesig(signal, round(MFCC_WINDOW_S * AUDIO_SAMPLE_RATE), round(MFCC_STEP_S * AUDIO_SAMPLE_RATE))

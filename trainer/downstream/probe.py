@@ -100,8 +100,9 @@ def evaluation_splits(folds: list[str], scheme: Scheme) -> list[Split]:
         return [Split(name, np.flatnonzero(fold_of != name), np.flatnonzero(fold_of == name)) for name in names]
     split = Split(TEST_SPLIT, np.flatnonzero(fold_of == TRAIN_SPLIT), np.flatnonzero(fold_of == TEST_SPLIT))
     if len(split.train) == 0 or len(split.test) == 0:
-        raise ProbeError(f"the split needs both {TRAIN_SPLIT} and {TEST_SPLIT} files "
-                         f"(have {len(split.train)} and {len(split.test)})")
+        raise ProbeError(
+            f"the split needs both {TRAIN_SPLIT} and {TEST_SPLIT} files (have {len(split.train)} and {len(split.test)})"
+        )
     return [split]
 
 
@@ -125,8 +126,9 @@ def train_svm(features: np.ndarray, labels: np.ndarray, c: float) -> Pipeline:
     (800 x 1,024 for an esc50_mini fold of 80 clips) the dual coordinate descent did not converge in 10,000
     iterations.
     """
-    model = make_pipeline(StandardScaler(),
-                          LinearSVC(C=c, dual=False, multi_class="ovr", max_iter=SVM_MAX_ITER, random_state=0))
+    model = make_pipeline(
+        StandardScaler(), LinearSVC(C=c, dual=False, multi_class="ovr", max_iter=SVM_MAX_ITER, random_state=0)
+    )
     return model.fit(features, labels)
 
 
@@ -172,8 +174,9 @@ def results_dict(result: ProbeResult, table: FeatureTable, settings: dict[str, A
         "mean_accuracy": result.mean_accuracy,
         "std_accuracy": result.std_accuracy,
         "folds": {fold.name: fold.accuracy for fold in result.folds},
-        "fold_sizes": {fold.name: {"train_files": fold.train_files, "test_files": fold.test_files}
-                       for fold in result.folds},
+        "fold_sizes": {
+            fold.name: {"train_files": fold.train_files, "test_files": fold.test_files} for fold in result.folds
+        },
         "classes": result.classes,
         "n_files": len(table.files),
         "n_subclip_rows": len(table.file_index),
@@ -204,8 +207,15 @@ def save_confusion_png(result: ProbeResult, path: Path, title: str) -> None:
     axes.set_title(f"{title}\nmean accuracy {result.mean_accuracy:.1%}")
     for (row, column), count in np.ndenumerate(counts):
         if count:
-            axes.text(column, row, str(count), ha="center", va="center",
-                      color="white" if count > counts.max() / 2 else "black", fontsize=8)
+            axes.text(
+                column,
+                row,
+                str(count),
+                ha="center",
+                va="center",
+                color="white" if count > counts.max() / 2 else "black",
+                fontsize=8,
+            )
     figure.colorbar(image, ax=axes, fraction=0.046)
     figure.tight_layout()
     with atomic_path(path) as tmp:
@@ -222,6 +232,7 @@ def print_results(result: ProbeResult, title: str, console: Console) -> None:
     for fold in result.folds:
         table.add_row(fold.name, str(fold.train_files), str(fold.test_files), f"{fold.accuracy:.1%}")
     table.add_section()
-    table.add_row("mean ± std", "", str(len(result.true)),
-                  f"{result.mean_accuracy:.1%} ± {result.std_accuracy:.1%}", style="bold")
+    table.add_row(
+        "mean ± std", "", str(len(result.true)), f"{result.mean_accuracy:.1%} ± {result.std_accuracy:.1%}", style="bold"
+    )
     console.print(table)

@@ -51,7 +51,7 @@ FEATURES = {
     "mfcc": "SVM-MFCC baseline (Table 3 row 1, Piczak): mean and std of 13 MFCCs per clip",
     "avts": "conv5 of the AVTS-trained audio subnet on 2-s sub-clips (Table 3, 'Our AVTS features')",
     "random": "conv5 of a randomly initialized, untrained audio subnet on 2-s sub-clips (a floor; not the "
-              "paper's 'our audio subnet' row, which was trained on the benchmark)",
+    "paper's 'our audio subnet' row, which was trained on the benchmark)",
 }
 
 
@@ -59,41 +59,57 @@ FEATURES = {
 class ProbeConfig:
     """What `avts-probe` needs; its flags are made from these fields (exactly one of ``meta`` and ``src``)."""
 
-    features: str = option(help="; ".join(f"{name}: {text}" for name, text in FEATURES.items()),
-                           choices=list(FEATURES))
+    features: str = option(help="; ".join(f"{name}: {text}" for name, text in FEATURES.items()), choices=list(FEATURES))
     meta: Path | None = option(None, help="ESC-50-style CSV (filename, fold or split, category)")
     src: Path | None = option(None, help="folder with one sub-folder of audio files per class")
     checkpoint: Path | None = option(None, help="avts-train checkpoint (--features avts)")
-    audio_dir: Path | None = option(None, help="folder holding the CSV's `filename`s (default: the audio_file "
-                                               "column, else audio/ beside the CSV's folder)")
+    audio_dir: Path | None = option(
+        None,
+        help="folder holding the CSV's `filename`s (default: the audio_file "
+        "column, else audio/ beside the CSV's folder)",
+    )
     folds: int = option(5, help="folds assigned by name hash with --src")
     subclips: int = option(10, help="equally spaced 2-s sub-clips per file")
-    pool: str = option(DEFAULT_POOL_TEXT, metavar="BANDSxTIME",
-                       help="adaptive max pool of conv5: 256 x BANDS x TIME dims per sub-clip")
-    stats: Path | None = option(None, help="--features random: per-filter mean/std from this stats.json (default: "
-                                           "computed over every sub-clip frame of the probed files)")
+    pool: str = option(
+        DEFAULT_POOL_TEXT, metavar="BANDSxTIME", help="adaptive max pool of conv5: 256 x BANDS x TIME dims per sub-clip"
+    )
+    stats: Path | None = option(
+        None,
+        help="--features random: per-filter mean/std from this stats.json (default: "
+        "computed over every sub-clip frame of the probed files)",
+    )
     seed: int = option(0, help="--features random: weight seed")
     width: int = option(64, help="--features random: AudioNet width")
     zcr: bool = option(False, help="--features mfcc: add zero-crossing-rate mean/std")
     svm_c: float = option(1.0, help="LinearSVC C, not tuned")
     batch_size: int = option(32, help="sub-clips per network forward pass")
     device: str = option("auto", help="auto (cuda when available), cpu, cuda, cuda:N")
-    out: Path | None = option(None, help="results JSON (default: probe-<features>.json); the confusion matrix goes "
-                                         "to <out stem>-confusion.png beside it")
+    out: Path | None = option(
+        None,
+        help="results JSON (default: probe-<features>.json); the confusion matrix goes "
+        "to <out stem>-confusion.png beside it",
+    )
     plain: bool | None = option(None, help="plain progress lines (automatic when not on a terminal or CI is set)")
 
     def __post_init__(self) -> None:
         """Refuse a missing or doubled source and flags the chosen features would silently ignore."""
-        validate([
-            (self.meta is not None or self.src is not None, "one of --meta or --src is required"),
-            (self.meta is None or self.src is None, "--meta and --src cannot be combined"),
-            (self.features != "avts" or self.checkpoint is not None, "--features avts needs --checkpoint"),
-            *((not value or self.features == features, f"{flag} only applies to --features {features}")
-              for flag, value, features in (("--checkpoint", self.checkpoint, "avts"),
-                                            ("--stats", self.stats, "random"), ("--zcr", self.zcr, "mfcc"))),
-            (self.subclips >= 1, "--subclips must be at least 1"),
-            (self.batch_size >= 1, "--batch-size must be at least 1"),
-        ])
+        validate(
+            [
+                (self.meta is not None or self.src is not None, "one of --meta or --src is required"),
+                (self.meta is None or self.src is None, "--meta and --src cannot be combined"),
+                (self.features != "avts" or self.checkpoint is not None, "--features avts needs --checkpoint"),
+                *(
+                    (not value or self.features == features, f"{flag} only applies to --features {features}")
+                    for flag, value, features in (
+                        ("--checkpoint", self.checkpoint, "avts"),
+                        ("--stats", self.stats, "random"),
+                        ("--zcr", self.zcr, "mfcc"),
+                    )
+                ),
+                (self.subclips >= 1, "--subclips must be at least 1"),
+                (self.batch_size >= 1, "--batch-size must be at least 1"),
+            ]
+        )
         parse_pool(self.pool)
 
     @property
@@ -114,8 +130,9 @@ def parse_args(argv: list[str] | None) -> ProbeConfig:
     return config_from_args(ProbeConfig, parser.parse_args(argv), parser)
 
 
-def _conv5_table(config: ProbeConfig, files: list[LabeledFile], progress_console: Console
-                 ) -> tuple[FeatureTable, dict[str, Any]]:
+def _conv5_table(
+    config: ProbeConfig, files: list[LabeledFile], progress_console: Console
+) -> tuple[FeatureTable, dict[str, Any]]:
     """Sub-clip filterbanks of every file, then pooled conv5 features of the trained or random subnet."""
     with CountProgress("filterbanks", len(files), "files", progress_console, config.plain) as progress:
         table = decode_table(files, partial(subclip_filterbanks, k=config.subclips), progress)
@@ -136,15 +153,20 @@ def _conv5_table(config: ProbeConfig, files: list[LabeledFile], progress_console
     extractor = AudioConv5Extractor(net, mean, std, config.pool_size, device, config.batch_size)
     with CountProgress("conv5", len(table.features), "sub-clips", progress_console, config.plain) as progress:
         table = table.with_features(extractor(table.features, progress.advance))
-    info = {"subclips": config.subclips, "pool": list(config.pool_size), "normalization": normalization,
-            "device": str(device)}
+    info = {
+        "subclips": config.subclips,
+        "pool": list(config.pool_size),
+        "normalization": normalization,
+        "device": str(device),
+    }
     if config.features == "random":
         info.update(seed=config.seed, width=config.width)
     return table, info
 
 
-def _mfcc_table(config: ProbeConfig, files: list[LabeledFile], progress_console: Console
-                ) -> tuple[FeatureTable, dict[str, Any]]:
+def _mfcc_table(
+    config: ProbeConfig, files: list[LabeledFile], progress_console: Console
+) -> tuple[FeatureTable, dict[str, Any]]:
     """One MFCC mean/std vector per file."""
     with CountProgress("mfcc", len(files), "files", progress_console, config.plain) as progress:
         table = decode_table(files, lambda signal: (mfcc_stats(signal, config.zcr)[None], False), progress)
@@ -159,8 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     png = out.with_name(f"{out.stem}-confusion.png")
     started = time.monotonic()
     try:
-        labeled = (read_csv_layout(config.meta, config.audio_dir) if config.meta is not None
-                   else read_folder_layout(config.source, config.folds))
+        labeled = (
+            read_csv_layout(config.meta, config.audio_dir)
+            if config.meta is not None
+            else read_folder_layout(config.source, config.folds)
+        )
         extract = _mfcc_table if config.features == "mfcc" else _conv5_table
         table, info = extract(config, labeled.files, errors)
         table.skipped = labeled.skipped + table.skipped
@@ -171,15 +196,25 @@ def main(argv: list[str] | None = None) -> int:
     except (LayoutError, ProbeError, CheckpointError, *USER_ERRORS) as error:
         return report_failure(errors, TOOL, error)
     title = f"{TOOL} {config.features}: {config.source}"
-    settings = {"features": config.features, "description": FEATURES[config.features],
-                "source": str(config.source), "scheme": labeled.scheme, "svm_c": config.svm_c, **info,
-                "confusion_png": str(png),
-                "extract_s": round(extracted - started, 2), "wall_s": round(time.monotonic() - started, 2)}
+    settings = {
+        "features": config.features,
+        "description": FEATURES[config.features],
+        "source": str(config.source),
+        "scheme": labeled.scheme,
+        "svm_c": config.svm_c,
+        **info,
+        "confusion_png": str(png),
+        "extract_s": round(extracted - started, 2),
+        "wall_s": round(time.monotonic() - started, 2),
+    }
     write_results(out, results_dict(result, table, settings))
     save_confusion_png(result, png, title)
     print_results(result, title, console)
-    console.print(f"{len(table.files)} files ({len(table.skipped)} skipped, {len(table.padded)} padded to 2 s); "
-                  f"results: {out}; confusion matrix: {png}", highlight=False)
+    console.print(
+        f"{len(table.files)} files ({len(table.skipped)} skipped, {len(table.padded)} padded to 2 s); "
+        f"results: {out}; confusion matrix: {png}",
+        highlight=False,
+    )
     return 0
 
 

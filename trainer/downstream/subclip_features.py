@@ -46,9 +46,15 @@ def parse_pool(text: str) -> tuple[int, int]:
 class AudioConv5Extractor:
     """Sub-clip filterbank windows → Z-normalized → ``AudioNet.conv5_features`` → max-pooled, flattened."""
 
-    def __init__(self, audio_net: AudioNet, mean: Sequence[float], std: Sequence[float],
-                 pool: tuple[int, int] = DEFAULT_POOL, device: torch.device | None = None,
-                 batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        audio_net: AudioNet,
+        mean: Sequence[float],
+        std: Sequence[float],
+        pool: tuple[int, int] = DEFAULT_POOL,
+        device: torch.device | None = None,
+        batch_size: int = 32,
+    ) -> None:
         self.device = device or torch.device("cpu")
         self.net = audio_net.to(self.device).eval()
         self.normalize = AudioNormalizer(mean, std, self.device)
@@ -62,10 +68,10 @@ class AudioConv5Extractor:
         ``advance(n)`` is called after each batch of ``n`` windows."""
         out = np.empty((len(windows), self.feature_dim), dtype=np.float32)
         for start in range(0, len(windows), self.batch_size):
-            batch = torch.from_numpy(np.asarray(windows[start:start + self.batch_size], dtype=np.float32))
+            batch = torch.from_numpy(np.asarray(windows[start : start + self.batch_size], dtype=np.float32))
             audio = self.normalize(batch.to(self.device).transpose(1, 2).unsqueeze(1))  # (B, 1, 40, frames)
             pooled = self.pool(self.net.conv5_features(audio))
-            out[start:start + len(batch)] = torch.flatten(pooled, 1).float().cpu().numpy()
+            out[start : start + len(batch)] = torch.flatten(pooled, 1).float().cpu().numpy()
             if advance is not None:
                 advance(len(batch))
         return out
@@ -83,7 +89,7 @@ def window_stats(windows: np.ndarray, chunk: int = 1024) -> tuple[list[float], l
     total = np.zeros(windows.shape[-1])
     squares = np.zeros(windows.shape[-1])
     for start in range(0, len(windows), chunk):
-        part = windows[start:start + chunk].astype(np.float64).reshape(-1, windows.shape[-1])
+        part = windows[start : start + chunk].astype(np.float64).reshape(-1, windows.shape[-1])
         total += part.sum(axis=0)
         squares += np.square(part).sum(axis=0)
     count = windows.shape[0] * windows.shape[1]

@@ -53,12 +53,14 @@ class SyncConfig:
     checkpoint: Path = option(help="avts-train checkpoint")
     videos: tuple[Path, ...] = option((), help="video files", cli=False)
     range: float = option(2.0, help="largest offset searched, seconds, both ways (shrunk for a short file)")
-    step: float = option(0.01, help="offset step, seconds: a multiple of 0.01 (one audio feature frame); 0.04 = "
-                                    "one video frame")
+    step: float = option(
+        0.01, help="offset step, seconds: a multiple of 0.01 (one audio feature frame); 0.04 = one video frame"
+    )
     hop: float = option(0.5, help="seconds between the starts of the 1-s video windows")
     aggregate: str = option("mean", help="how the windows' distance curves are combined", choices=AGGREGATES)
-    short_side: int = option(128, help="short side the video is scaled to: use the --short-side of the ingest "
-                                       "that made the training shards")
+    short_side: int = option(
+        128, help="short side the video is scaled to: use the --short-side of the ingest that made the training shards"
+    )
     mp3: bool = option(False, help="MP3 round-trip of the audio, if the training shards were ingested with --mp3")
     batch_size: int = option(32, help="windows per forward pass")
     device: str = option("auto", help="auto, cuda or cpu")
@@ -67,14 +69,16 @@ class SyncConfig:
 
     def __post_init__(self) -> None:
         steps = self.step * FEATURE_RATE
-        validate([
-            (self.range > 0, "--range must be > 0"),
-            (self.step > 0 and abs(steps - round(steps)) < 1e-6, "--step must be a positive multiple of 0.01 s"),
-            (self.step <= self.range, "--step must not exceed --range"),
-            (self.hop > 0, "--hop must be > 0"),
-            (self.batch_size >= 1, "--batch-size must be ≥ 1"),
-            (self.short_side >= 16 and self.short_side % 2 == 0, "--short-side must be an even number ≥ 16"),
-        ])
+        validate(
+            [
+                (self.range > 0, "--range must be > 0"),
+                (self.step > 0 and abs(steps - round(steps)) < 1e-6, "--step must be a positive multiple of 0.01 s"),
+                (self.step <= self.range, "--step must not exceed --range"),
+                (self.hop > 0, "--hop must be > 0"),
+                (self.batch_size >= 1, "--batch-size must be ≥ 1"),
+                (self.short_side >= 16 and self.short_side % 2 == 0, "--short-side must be an even number ≥ 16"),
+            ]
+        )
 
     @property
     def shift_step(self) -> int:
@@ -119,8 +123,9 @@ def prepare(path: Path, config: SyncConfig) -> Sample:
     """The file as `avts-ingest` would store it (video bytes + aligned features); :class:`SyncError` if it cannot
     be, with the ingest's reason (no audio, too short, silent...)."""
     minimum = (WINDOW + 2 * config.shift_step) / FEATURE_RATE
-    settings = IngestConfig(src=path, short_side=config.short_side, min_duration=minimum,
-                            mp3=config.mp3).encode_settings()
+    settings = IngestConfig(
+        src=path, short_side=config.short_side, min_duration=minimum, mp3=config.mp3
+    ).encode_settings()
     item = VideoItem(key=path.stem, path=path.resolve(), relpath=path.name, label=None, split="test", stats_rank=None)
     try:
         return transcode(item, settings).sample
@@ -150,8 +155,9 @@ def window_starts(feature_frames: int, shift: int, hop_frames: int) -> list[int]
 
 
 @torch.no_grad()
-def embed_clips(model: AVTSModel, sample: Sample, starts: Sequence[int], settings: InputSettings,
-                device: torch.device) -> torch.Tensor:
+def embed_clips(
+    model: AVTSModel, sample: Sample, starts: Sequence[int], settings: InputSettings, device: torch.device
+) -> torch.Tensor:
     """``(len(starts), E)`` embeddings of the 1-s clips starting at these video frames, centre-cropped."""
     no_audio = np.zeros((1, FBANK_FILTERS), dtype=np.float16)
     examples = []
@@ -164,12 +170,13 @@ def embed_clips(model: AVTSModel, sample: Sample, starts: Sequence[int], setting
 
 
 @torch.no_grad()
-def embed_audio_windows(model: AVTSModel, fbank: torch.Tensor, positions: Sequence[int], settings: InputSettings,
-                        batch_size: int) -> torch.Tensor:
+def embed_audio_windows(
+    model: AVTSModel, fbank: torch.Tensor, positions: Sequence[int], settings: InputSettings, batch_size: int
+) -> torch.Tensor:
     """``(len(positions), E)`` embeddings of the normalized 1-s feature windows starting at these feature frames."""
     out = []
     for first in range(0, len(positions), batch_size):
-        index = torch.tensor(positions[first:first + batch_size], device=fbank.device)[:, None]
+        index = torch.tensor(positions[first : first + batch_size], device=fbank.device)[:, None]
         windows = fbank[index + torch.arange(WINDOW, device=fbank.device)]  # (B, 100, 40)
         audio = settings.normalizer(windows.transpose(1, 2).unsqueeze(1))
         with autocast_for(fbank.device):
@@ -177,8 +184,13 @@ def embed_audio_windows(model: AVTSModel, fbank: torch.Tensor, positions: Sequen
     return torch.cat(out)
 
 
-def distance_curves(video_emb: torch.Tensor, audio_emb: torch.Tensor, positions: np.ndarray,
-                    clip_features: np.ndarray, shifts: np.ndarray) -> torch.Tensor:
+def distance_curves(
+    video_emb: torch.Tensor,
+    audio_emb: torch.Tensor,
+    positions: np.ndarray,
+    clip_features: np.ndarray,
+    shifts: np.ndarray,
+) -> torch.Tensor:
     """``(windows, shifts)`` distances between each clip (starting at feature frame ``clip_features[k]``) and
     the audio window ``shifts[j]`` frames later; ``audio_emb[i]`` embeds the window starting at ``positions[i]``
     (sorted), which must hold every needed start."""
@@ -210,20 +222,25 @@ def find_offset(curves: np.ndarray, shifts: np.ndarray, aggregate: str = "mean")
     return OffsetEstimate(best, curve, float(np.median(curve) - curve[best]), agreement)
 
 
-def sync_sample(model: AVTSModel, sample: Sample, settings: InputSettings, config: SyncConfig,
-                device: torch.device, path: str = "") -> SyncResult:
+def sync_sample(
+    model: AVTSModel, sample: Sample, settings: InputSettings, config: SyncConfig, device: torch.device, path: str = ""
+) -> SyncResult:
     """Search the offset of a prepared file, ``path`` naming it in the result (see the module docstring)."""
     frames = min(sample.meta.frames, len(sample.fbank) // FEATURES_PER_FRAME)
     features = frames * FEATURES_PER_FRAME
     shift = usable_range(features, config.max_shift, config.shift_step)
     if shift == 0:
         needed = WINDOW / FEATURE_RATE + 2 * config.step
-        raise SyncError(f"too short for an offset search: {frames / VIDEO_FPS:.2f} s of video and audio, and a "
-                        f"1-s window with ±{config.step:g} s around it needs {needed:g} s")
+        raise SyncError(
+            f"too short for an offset search: {frames / VIDEO_FPS:.2f} s of video and audio, and a "
+            f"1-s window with ±{config.step:g} s around it needs {needed:g} s"
+        )
     note = None
     if shift < config.max_shift:
-        note = (f"range shrunk from ±{config.max_shift / FEATURE_RATE:g} s to ±{shift / FEATURE_RATE:g} s: "
-                f"the file is {frames / VIDEO_FPS:.2f} s long")
+        note = (
+            f"range shrunk from ±{config.max_shift / FEATURE_RATE:g} s to ±{shift / FEATURE_RATE:g} s: "
+            f"the file is {frames / VIDEO_FPS:.2f} s long"
+        )
     starts = window_starts(features, shift, max(1, round(config.hop * VIDEO_FPS)))
     shifts = np.arange(-shift, shift + 1, config.shift_step)
     clip_features = np.array(starts) * FEATURES_PER_FRAME
@@ -232,31 +249,46 @@ def sync_sample(model: AVTSModel, sample: Sample, settings: InputSettings, confi
     audio_emb = embed_audio_windows(model, fbank, positions.tolist(), settings, config.batch_size * 4)
     curves = []
     for first in range(0, len(starts), config.batch_size):
-        chunk = starts[first:first + config.batch_size]
+        chunk = starts[first : first + config.batch_size]
         video_emb = embed_clips(model, sample, chunk, settings, device)
-        chunk_features = clip_features[first:first + len(chunk)]
+        chunk_features = clip_features[first : first + len(chunk)]
         curves.append(distance_curves(video_emb, audio_emb, positions, chunk_features, shifts).cpu().numpy())
     estimate = find_offset(np.concatenate(curves), shifts, config.aggregate)
     best = int(shifts[estimate.best])
     return SyncResult(
-        path=path, offset_s=best / FEATURE_RATE, offset_frames=best / FEATURES_PER_FRAME,
-        confidence=estimate.confidence, min_distance=float(estimate.curve[estimate.best]),
-        median_distance=float(np.median(estimate.curve)), window_agreement=estimate.agreement, windows=len(starts),
-        range_s=shift / FEATURE_RATE, duration_s=frames / VIDEO_FPS,
+        path=path,
+        offset_s=best / FEATURE_RATE,
+        offset_frames=best / FEATURES_PER_FRAME,
+        confidence=estimate.confidence,
+        min_distance=float(estimate.curve[estimate.best]),
+        median_distance=float(np.median(estimate.curve)),
+        window_agreement=estimate.agreement,
+        windows=len(starts),
+        range_s=shift / FEATURE_RATE,
+        duration_s=frames / VIDEO_FPS,
         offsets_s=[round(s / FEATURE_RATE, 4) for s in shifts.tolist()],
-        distances=[round(float(d), 6) for d in estimate.curve], note=note)
+        distances=[round(float(d), 6) for d in estimate.curve],
+        note=note,
+    )
 
 
 def plot_curve(result: SyncResult, path: Path) -> Path:
     """Write the PNG of distance against offset, with the minimum marked."""
     figure, axis = plt.subplots(figsize=(7, 4))
     axis.plot(result.offsets_s, result.distances, lw=1.2)
-    axis.axvline(result.offset_s, color="red", lw=0.8, ls="--",
-                 label=f"offset {result.offset_s:+.2f} s ({result.offset_frames:+.2f} frames)")
+    axis.axvline(
+        result.offset_s,
+        color="red",
+        lw=0.8,
+        ls="--",
+        label=f"offset {result.offset_s:+.2f} s ({result.offset_frames:+.2f} frames)",
+    )
     axis.axvline(0.0, color="grey", lw=0.5)
-    axis.set(xlabel="audio offset, s (positive: the audio lags the video)",
-             ylabel=f"embedding distance, combined over {result.windows} windows",
-             title=f"{Path(result.path).name}: confidence {result.confidence:.3f}")
+    axis.set(
+        xlabel="audio offset, s (positive: the audio lags the video)",
+        ylabel=f"embedding distance, combined over {result.windows} windows",
+        title=f"{Path(result.path).name}: confidence {result.confidence:.3f}",
+    )
     axis.legend()
     figure.tight_layout()
     with atomic_path(path) as tmp:
@@ -265,7 +297,8 @@ def plot_curve(result: SyncResult, path: Path) -> Path:
     return path
 
 
-def sync_file(model: AVTSModel, path: Path, settings: InputSettings, config: SyncConfig,
-              device: torch.device) -> SyncResult:
+def sync_file(
+    model: AVTSModel, path: Path, settings: InputSettings, config: SyncConfig, device: torch.device
+) -> SyncResult:
     """Prepare ``path`` and search its offset; :class:`SyncError` when it cannot be."""
     return sync_sample(model, prepare(path, config), settings, config, device, str(path))

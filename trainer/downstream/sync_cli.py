@@ -32,8 +32,9 @@ def parse_args(argv: list[str] | None) -> SyncConfig:
     parser = argparse.ArgumentParser(
         prog="avts-sync",
         description="Find the audio-video offset of video files with a trained AVTS model: distances between "
-                    "1-s video windows and audio windows shifted over ±range, combined over the file; positive "
-                    "offset = the audio lags the video.")
+        "1-s video windows and audio windows shifted over ±range, combined over the file; positive "
+        "offset = the audio lags the video.",
+    )
     parser.add_argument("videos", nargs="+", type=Path, metavar="VIDEO", help="video files")
     add_config_arguments(parser, SyncConfig)
     args = parser.parse_args(argv)
@@ -58,8 +59,15 @@ def results_table(files: list[dict[str, Any]]) -> Table:
     for row in files:
         name = Path(row["path"]).name
         if row["ok"]:
-            table.add_row(name, f"{row['offset_s']:+.2f}", f"{row['offset_frames']:+.2f}", f"{row['confidence']:.3f}",
-                          f"{row['window_agreement']:.2f}", str(row["windows"]), row["note"] or "")
+            table.add_row(
+                name,
+                f"{row['offset_s']:+.2f}",
+                f"{row['offset_frames']:+.2f}",
+                f"{row['confidence']:.3f}",
+                f"{row['window_agreement']:.2f}",
+                str(row["windows"]),
+                row["note"] or "",
+            )
         else:
             table.add_row(name, "-", "-", "-", "-", "-", f"[red]{row['error']}")
     return table
@@ -91,17 +99,27 @@ def main(argv: list[str] | None = None) -> int:
             files.append(result.to_dict())
             bar.advance(1)
     measured = sum(row["ok"] for row in files)
-    report = {"checkpoint": str(config.checkpoint), "sign_convention": SIGN_CONVENTION, "range_s": config.range,
-              "step_s": config.step, "hop_s": config.hop, "aggregate": config.aggregate,
-              "short_side": config.short_side, "files": files,
-              "summary": {"files": len(files), "measured": measured, "failed": len(files) - measured}}
+    report = {
+        "checkpoint": str(config.checkpoint),
+        "sign_convention": SIGN_CONVENTION,
+        "range_s": config.range,
+        "step_s": config.step,
+        "hop_s": config.hop,
+        "aggregate": config.aggregate,
+        "short_side": config.short_side,
+        "files": files,
+        "summary": {"files": len(files), "measured": measured, "failed": len(files) - measured},
+    }
     text = json.dumps(report, indent=2)
     atomic_write_text(config.out / "sync.json", text)
     if config.json:
         print(text)
     (console if config.json else Console()).print(results_table(files))
-    console.print(f"{measured}/{len(files)} files measured in {time.monotonic() - started:.1f} s; results in "
-                  f"{config.out / 'sync.json'}", highlight=False)
+    console.print(
+        f"{measured}/{len(files)} files measured in {time.monotonic() - started:.1f} s; results in "
+        f"{config.out / 'sync.json'}",
+        highlight=False,
+    )
     return 0 if measured else 1
 
 

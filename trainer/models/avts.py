@@ -33,12 +33,13 @@ class AVTSModel(nn.Module):
     fixed meaning (the paper does not say how the scale is fixed).
     """
 
-    def __init__(self, video: VideoNet, audio: AudioNet, head: SyncHead | None = None,
-                 normalize: bool = True) -> None:
+    def __init__(self, video: VideoNet, audio: AudioNet, head: SyncHead | None = None, normalize: bool = True) -> None:
         super().__init__()
         if video.embed_dim != audio.embed_dim:
-            raise ValueError(f"video and audio embeddings must have equal size, got video {video.embed_dim} "
-                             f"and audio {audio.embed_dim}")
+            raise ValueError(
+                f"video and audio embeddings must have equal size, got video {video.embed_dim} "
+                f"and audio {audio.embed_dim}"
+            )
         self.video = video
         self.audio = audio
         self.head = head
@@ -56,8 +57,9 @@ class AVTSModel(nn.Module):
         """``(B, 1, 40, 100)`` filterbank windows → ``(B, E)`` embeddings."""
         return self._finish(self.audio(audio))
 
-    def forward(self, video: torch.Tensor,
-                audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, video: torch.Tensor, audio: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Embeddings of both streams and, with a head, the in-sync logits ``(B, 2)``."""
         video_emb, audio_emb = self.embed_video(video), self.embed_audio(audio)
         logits = self.head(video_emb, audio_emb) if self.head is not None else None

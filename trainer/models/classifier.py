@@ -80,8 +80,12 @@ class ActionClassifier(nn.Module):
             features += audio.fc7.in_features
             audio.fc7 = nn.Identity()  # type: ignore[assignment]  # the subnet now returns its fc6 output
         if spec.modality == "audiovisual":
-            self.head: nn.Module = nn.Sequential(nn.Dropout(spec.dropout), nn.Linear(features, HIDDEN),
-                                                 nn.ReLU(inplace=True), nn.Linear(HIDDEN, spec.classes))
+            self.head: nn.Module = nn.Sequential(
+                nn.Dropout(spec.dropout),
+                nn.Linear(features, HIDDEN),
+                nn.ReLU(inplace=True),
+                nn.Linear(HIDDEN, spec.classes),
+            )
         else:
             self.head = nn.Sequential(nn.Dropout(spec.dropout), nn.Linear(features, spec.classes))
 
