@@ -392,7 +392,7 @@ def run_ours(config) -> object:
 
     from pipeline.ingest import run_ingest
 
-    fresh_dir(config.out.parent)
+    fresh_dir(Path(config.out).parent)
     return run_ingest(config, console=Console(file=io.StringIO(), quiet=True))
 
 
@@ -702,7 +702,7 @@ def main(argv: list[str] | None = None) -> int:
                 report.notes.append(
                     f"ours W={workers}: only {summary.ok} of {len(clips)} clips ingested ({summary.failed_by_reason})."
                 )
-            shutil.rmtree(config.out.parent, ignore_errors=True)
+            shutil.rmtree(Path(config.out).parent, ignore_errors=True)
         shutil.rmtree(workdir / "cli_out", ignore_errors=True)
         if not args.no_diagnostics:
             report.timings.append(timed("transcode-loop", 1, lambda: transcode_loop(clips, defaults)))
