@@ -5,31 +5,44 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rich.console import Console
-
 from avts.config_cli import add_config_arguments, config_from_args
+from avts.console import USER_ERRORS, error_console, report_failure
 from trainer.config import TrainConfig
+from trainer.recipes import RECIPES, get_recipe
 from trainer.train import TrainError, train
 
 
 def parse_args(argv: list[str] | None) -> TrainConfig:
-    """Command-line flags → :class:`TrainConfig` (one flag per field, defaults from the dataclass)."""
+    """Command-line flags → :class:`TrainConfig` (one flag per field, defaults from the dataclass).
+
+    ``--recipe NAME`` replaces some defaults by a named preset (:mod:`trainer.recipes`); flags given
+    explicitly still win: explicit flag > recipe > dataclass default.
+    """
     parser = argparse.ArgumentParser(
         prog="avts-train",
-        description="Train the AVTS two-stream network from avts-ingest shards (one GPU, or many under torchrun).")
+        description="Train the AVTS two-stream network from avts-ingest shards (one GPU, or many under torchrun).",
+    )
+    recipes = "; ".join(f"{recipe.name}: {recipe.purpose}" for recipe in RECIPES.values())
+    parser.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        help=f"named preset applied over the defaults; explicit flags win (trainer/recipes.py: {recipes})",
+    )
     add_config_arguments(parser, TrainConfig)
+    chosen, _ = parser.parse_known_args(argv)
+    if chosen.recipe is not None:
+        parser.set_defaults(**get_recipe(chosen.recipe).settings)
     return config_from_args(TrainConfig, parser.parse_args(argv), parser)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `avts-train`; returns the process exit status."""
     config = parse_args(argv)
-    console = Console(stderr=True, soft_wrap=True)
+    console = error_console()
     try:
         result = train(config, console)
-    except (TrainError, FileNotFoundError) as error:
-        console.print(f"[bold red]avts-train: {error}")
-        return 1
+    except (TrainError, *USER_ERRORS) as error:
+        return report_failure(console, "avts-train", error)
     console.print(f"done: {result.global_step} steps; run folder {result.run_dir}")
     return 0
 

@@ -59,8 +59,9 @@ class AudioNet(nn.Module):
         embed_dim: size of ``forward`` output.
     """
 
-    def __init__(self, width: int = 64, embed_dim: int = 128, n_filters: int = 40, n_frames: int = 100,
-                 time_bins: int = 5) -> None:
+    def __init__(
+        self, width: int = 64, embed_dim: int = 128, n_filters: int = 40, n_frames: int = 100, time_bins: int = 5
+    ) -> None:
         super().__init__()
         c1, c2, c3, c4, c5 = (max(1, round(c * width / 64)) for c in (64, 192, 384, 256, 256))
         self.conv1 = _conv_bn_relu(1, c1)
