@@ -91,8 +91,10 @@ class AudioTiming:
 class StreamingFilterbank:
     """Log filterbank energies of a signal pushed in pieces, equal to one ``logfbank`` call on the whole signal.
 
-    python_speech_features does the work: ``sigproc.preemphasis`` on each piece with the previous piece's last
-    sample carried over (so the emphasized signal is the one of the whole), then ``logfbank`` without emphasis on
+    python_speech_features does the work: ``sigproc.preemphasis`` on what has arrived once a block's worth has,
+    with the previous samples' last one carried over (so the emphasized signal is the one of the whole; pieces are
+    only collected meanwhile, since one call per decoded frame cost more than the filterbank), then ``logfbank``
+    without emphasis on
     blocks of :data:`BLOCK_ROWS` whole windows on the global 160-sample grid, the last block zero-padded to the
     same size (the padded rows are dropped). Every filterbank product thus has the same shape; numpy's FFT works
     row by row and OpenBLAS gives a row the same bits in any product of more than ~30 rows (its small-matrix kernel
@@ -103,40 +105,48 @@ class StreamingFilterbank:
     def __init__(self, dtype: type = FBANK_DTYPE) -> None:
         self._dtype = dtype  # of the rows kept (the stored features are float16; float64 shows the exact values)
         self._last_sample: float | None = None  # the preemphasis of the next piece's first sample needs it
-        self._pending: list[np.ndarray] = []  # emphasized samples from the first window not yet computed
-        self._pending_samples = 0
+        self._raw: list[np.ndarray] = []  # pushed samples not emphasized yet
+        self._raw_samples = 0
+        self._pending = np.zeros(0)  # emphasized samples from the first window not yet computed
         self._rows: list[np.ndarray] = []
 
     def push(self, signal: np.ndarray) -> None:
         """Feed the next samples (int16-scaled floats)."""
         if len(signal) == 0:
             return
-        if self._last_sample is None:
-            emphasized = sigproc.preemphasis(signal, PREEMPHASIS)
-        else:
-            emphasized = sigproc.preemphasis(np.concatenate(([self._last_sample], signal)), PREEMPHASIS)[1:]
-        self._last_sample = float(signal[-1])
-        self._pending.append(emphasized)
-        self._pending_samples += len(emphasized)
+        self._raw.append(signal)
+        self._raw_samples += len(signal)
         block_samples = (BLOCK_ROWS - 1) * SAMPLES_PER_FEATURE + WINDOW_SAMPLES
-        if self._pending_samples >= block_samples:
-            pending = np.concatenate(self._pending)
+        if len(self._pending) + self._raw_samples >= block_samples:
+            pending = self._emphasized()
             done = 0
             while len(pending) - done >= block_samples:
                 self._rows.append(_filterbank_block(pending[done : done + block_samples]).astype(self._dtype))
                 done += BLOCK_ROWS * SAMPLES_PER_FEATURE
-            self._pending = [pending[done:]]
-            self._pending_samples = len(pending) - done
+            self._pending = pending[done:]
+
+    def _emphasized(self) -> np.ndarray:
+        """The pending emphasized samples followed by the raw ones, emphasized now."""
+        if not self._raw:
+            return self._pending
+        raw = np.concatenate(self._raw)
+        if self._last_sample is None:
+            emphasized = sigproc.preemphasis(raw, PREEMPHASIS)
+        else:
+            emphasized = sigproc.preemphasis(np.concatenate(([self._last_sample], raw)), PREEMPHASIS)[1:]
+        self._last_sample = float(raw[-1])
+        self._raw, self._raw_samples = [], 0
+        return np.concatenate((self._pending, emphasized))
 
     def finish(self) -> np.ndarray:
         """The rows of every whole window pushed, shape ``(rows, FBANK_FILTERS)``."""
-        pending = np.concatenate(self._pending) if self._pending else np.zeros(0)
+        pending = self._emphasized()
         rows = (len(pending) - WINDOW_SAMPLES) // SAMPLES_PER_FEATURE + 1 if len(pending) >= WINDOW_SAMPLES else 0
         if rows:
             block_samples = (BLOCK_ROWS - 1) * SAMPLES_PER_FEATURE + WINDOW_SAMPLES
             padded = np.concatenate((pending, np.zeros(block_samples - len(pending))))
             self._rows.append(_filterbank_block(padded)[:rows].astype(self._dtype))
-        self._pending, self._pending_samples = [], 0
+        self._pending = np.zeros(0)
         if not self._rows:
             return np.zeros((0, FBANK_FILTERS), self._dtype)
         return np.concatenate(self._rows)

@@ -321,7 +321,7 @@ def test_cli_bad_input(
     assert "no checkpoint at" in said(capsys.readouterr().err)
     other = tiny_checkpoint(tmp_path / "other", declared_width=8)
     assert run_eval(tmp_path, "--checkpoint", str(other), "--shards", shards)[0] == 1
-    assert "does not hold a model this version can rebuild" in said(capsys.readouterr().err)
+    assert "its weights do not fit its declared architecture" in said(capsys.readouterr().err)
     empty = shard_without_features(tmp_path / "0000.tar")
     assert run_eval(tmp_path, "--checkpoint", str(checkpoint), "--shards", str(empty))[0] == 1
     assert "no usable samples" in said(capsys.readouterr().err)

@@ -232,7 +232,7 @@ def test_cli_refuses_bad_checkpoints(
     assert "no checkpoint at" in said(capsys.readouterr().err)
     other = tiny_checkpoint(tmp_path / "other", declared_width=8)  # weights of width 4, spec says 8
     assert main([video, "--checkpoint", str(other), "--out", str(tmp_path)]) == 1
-    assert "does not hold a model this version can rebuild" in said(capsys.readouterr().err)
+    assert "its weights do not fit its declared architecture" in said(capsys.readouterr().err)
     torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
     assert main([video, "--checkpoint", str(tmp_path / "foreign.pt"), "--out", str(tmp_path)]) == 1
     assert "not an AVTS checkpoint" in said(capsys.readouterr().err)
