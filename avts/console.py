@@ -1,4 +1,5 @@
-"""How every AVTS command reports a failure it understands: one red line, no traceback, exit status 1."""
+"""How every AVTS command reports a failure it understands (one red line, no traceback, exit status 1) and an
+interruption (one line saying what is kept and how to go on, exit status 130)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from rich.markup import escape
 # Errors a user can act on, whatever the tool: a path or object that is not there, no permission (local or
 # object-store credentials), an endpoint that cannot be reached, a missing optional package (e.g. s3fs).
 USER_ERRORS = (FileNotFoundError, PermissionError, ConnectionError, ImportError)
+INTERRUPTED = 130  # the status a shell gives a command stopped by Ctrl-C (128 + SIGINT)
 
 
 def error_console() -> Console:
@@ -19,3 +21,9 @@ def report_failure(console: Console, tool: str, error: BaseException) -> int:
     """Print ``tool: message`` in red (the message shown as written, not as markup); returns exit status 1."""
     console.print(f"[bold red]{tool}:[/] {escape(str(error))}")
     return 1
+
+
+def report_interrupt(console: Console, tool: str, what_next: str) -> int:
+    """Print that ``tool`` was interrupted and ``what_next`` (what is kept, how to go on); returns 130."""
+    console.print(f"[bold yellow]{tool}: interrupted;[/] {escape(what_next)}")
+    return INTERRUPTED

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+from collections.abc import Iterator
+from types import FrameType
 
 from rich.table import Table
 
 from avts.config_cli import add_config_arguments, config_from_args
-from avts.console import USER_ERRORS, error_console, report_failure
+from avts.console import USER_ERRORS, error_console, report_failure, report_interrupt
 from pipeline.config import IngestConfig
 from pipeline.ingest import IngestError, IngestSummary, run_ingest
 
@@ -47,14 +51,34 @@ def summary_table(summary: IngestSummary, config: IngestConfig) -> Table:
     return table
 
 
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM (``kill``, ``docker stop``, a scheduler's preemption) ends the run as Ctrl-C does:
+    workers stopped, this run's temporary files removed, complete shards kept."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `avts-ingest`; returns the process exit status."""
     config = parse_args(argv)
     console = error_console()
     try:
-        summary = run_ingest(config, console)
+        with terminate_as_interrupt():
+            summary = run_ingest(config, console)
     except (IngestError, *USER_ERRORS) as error:
         return report_failure(console, "avts-ingest", error)
+    except KeyboardInterrupt:
+        return report_interrupt(
+            console, "avts-ingest", "complete shards are kept; rerun the same command to resume where it stopped"
+        )
     console.print(summary_table(summary, config))
     return 0
 

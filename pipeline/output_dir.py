@@ -50,9 +50,18 @@ def is_ours(name: str) -> bool:
 
 @contextlib.contextmanager
 def locked(folder: Path) -> Iterator[None]:
-    """Hold this tool's lock on ``folder`` (created if needed); refuse at once if another job holds it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / LOCK).open("a+") as handle:
+    """Hold this tool's lock on ``folder`` (created if needed); refuse at once if another job holds it, and say
+    what is wrong when the folder cannot be made or written (a file in the way, no permission)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = (folder / LOCK).open("a+")
+    except FileExistsError:
+        raise OutputError(f"{folder} is a file, not a folder: give an output folder") from None
+    except NotADirectoryError:
+        raise OutputError(f"{folder}: part of this path is a file, not a folder") from None
+    except PermissionError as error:
+        raise OutputError(f"cannot write in {folder}: permission denied ({error.filename})") from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -23,9 +23,11 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -73,10 +75,26 @@ def prepare_environment(address: str | None) -> None:
         os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)})
 
 
+@contextlib.contextmanager
+def sigterm_handler_kept() -> Iterator[None]:
+    """Keep this process's Python SIGTERM handler across ``ray.init``, which installs Ray's own (it logs a C++
+    stack trace and exits, skipping the caller's clean-up, e.g. ``avts-ingest``'s removal of its temporary
+    files)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if callable(handler):
+            signal.signal(signal.SIGTERM, handler)
+
+
 def start_embedded(ray: Any, cpus: int, worker_env: dict[str, str]) -> subprocess.Popen[bytes] | None:
     """Start a local Ray bound to loopback that dies with this process; returns the watchdog (stop it after a
     normal ``ray.shutdown``)."""
-    with environment(worker_env):
+    with environment(worker_env), sigterm_handler_kept():
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
     session = ray._private.worker._global_node.get_session_dir_path()  # private: no public accessor
     return start_watchdog(session)
@@ -129,7 +147,10 @@ def join_cluster(ray: Any, address: str, worker_env: dict[str, str]) -> None:
     if address != "auto":
         check_reachable(address)
     try:
-        ray.init(address=address, log_to_driver=False, configure_logging=False, runtime_env={"env_vars": worker_env})
+        with sigterm_handler_kept():
+            ray.init(
+                address=address, log_to_driver=False, configure_logging=False, runtime_env={"env_vars": worker_env}
+            )
     except ConnectionError as error:
         cause = str(error.__cause__ or "")
         if "InvalidAuthToken" in cause or "Authentication" in cause:

@@ -20,8 +20,10 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
+import pipeline.ingest
 from pipeline.cli import main
 from pipeline.config import IngestConfig
+from pipeline.distributor import ShardDone
 from pipeline.ingest import IngestError, run_ingest
 from pipeline.output_dir import locked
 from tests.conftest import REPO, make_av_clip
@@ -83,6 +85,20 @@ def test_a_second_job_on_the_same_output_is_refused(
     assert not list(out.glob("*.tar"))
     status, message = ingest(clips, out, capsys=capsys)
     assert status == 0, message
+
+
+def test_an_output_path_that_is_a_file_is_a_clear_message(
+    clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a_file = tmp_path / "afile"
+    a_file.write_bytes(b"not a folder")
+    status, message = ingest(clips, a_file, capsys=capsys)  # was a FileExistsError traceback
+    assert status == 1 and f"{a_file} is a file, not a folder" in message
+    status, message = ingest(clips, a_file / "shards", capsys=capsys)
+    assert status == 1 and f"{a_file / 'shards'}: part of this path is a file, not a folder" in message
+    status, message = ingest(clips, tmp_path / "shards", "--manifests", str(a_file), capsys=capsys)
+    assert status == 1 and f"{a_file} is a file, not a folder" in message
+    assert a_file.read_bytes() == b"not a folder"
 
 
 def test_manifests_belong_to_their_shards(clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -154,6 +170,48 @@ def test_a_full_disk_is_a_clear_message_and_leaves_no_temporary_files(
     assert {"0000.tar", "0001.tar"} <= names  # complete shards stay for the rerun
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_stops_cleanly_and_resumes(
+    signum: signal.Signals,
+    clips: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Ctrl-C, or SIGTERM (``kill``, ``docker stop``, preemption), once the first shard is written: one line
+    saying what is kept, status 130, no temporary files, no workers left; the rerun resumes."""
+    real_distribute = pipeline.ingest.distribute
+    out = tmp_path / "shards"
+
+    def interrupted_after_one_shard(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        for event in real_distribute(*args, **kwargs):  # type: ignore[arg-type]
+            yield event
+            if isinstance(event, ShardDone):
+                os.kill(os.getpid(), signum)  # a real signal, delivered while the run goes on
+                time.sleep(5)  # the handler interrupts this
+
+    monkeypatch.setattr(pipeline.ingest, "distribute", interrupted_after_one_shard)
+    before = child_pids(os.getpid())
+    status, message = ingest(clips, out, capsys=capsys)
+    assert status == 130 and message.endswith(
+        "avts-ingest: interrupted; complete shards are kept; rerun the same command to resume where it stopped"
+    )
+    assert "Traceback" not in message
+    names = {p.name for p in out.iterdir()} | {p.name for p in (tmp_path / "manifests" / "parts").iterdir()}
+    assert not [name for name in names if ".tmp-" in name]
+    kept = len(list(out.glob("*.tar")))  # the first shard, and any whose writing had started in a worker
+    assert 1 <= kept <= 2
+    deadline = time.monotonic() + 10
+    while (left := workers(child_pids(os.getpid()) - before)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, "workers outlived the interrupted run"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # avts-ingest put back the handler it found
+    monkeypatch.setattr(pipeline.ingest, "distribute", real_distribute)
+    status, message = ingest(clips, out, capsys=capsys)
+    assert status == 0 and f"({kept} kept from an earlier run)" in message
+    assert len(list(out.glob("*.tar"))) == 2
+
+
 def child_pids(parent: int) -> set[int]:
     """Processes whose parent is ``parent`` (from /proc)."""
     children = set()
@@ -166,6 +224,20 @@ def child_pids(parent: int) -> set[int]:
             if int(fields[1]) == parent:
                 children.add(int(entry.name))
     return children
+
+
+def workers(pids: set[int]) -> set[int]:
+    """The live ones of ``pids``, less multiprocessing's resource tracker (a helper that lives as long as the
+    process that started a pool, here pytest)."""
+    return {pid for pid in pids if alive(pid) and b"resource_tracker" not in cmdline(pid)}
+
+
+def cmdline(pid: int) -> bytes:
+    """The command line of ``pid`` (empty once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def alive(pid: int) -> bool:

@@ -163,6 +163,53 @@ def test_a_killed_driver_takes_its_ray_along(clips: Path, tmp_path: Path) -> Non
             os.killpg(driver.pid, signal.SIGKILL)
 
 
+def test_a_terminated_driver_stops_its_ray_cleanly_and_the_rerun_resumes(
+    clips: Path, reference: dict[str, str], tmp_path: Path
+) -> None:
+    """SIGTERM (``kill``, ``docker stop``, a scheduler's preemption) during an embedded-Ray run: Ray's own SIGTERM
+    handler (a C++ stack trace, then exit) does not replace avts-ingest's clean stop."""
+    out = tmp_path / "shards"
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "--src", str(clips), "--out", str(out), "--workers", "2", *ARGS],
+        cwd=REPO,
+        env={**os.environ, "CI": "true"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        seen: set[int] = set()
+        while time.monotonic() < deadline and not list(out.glob("*.tar")):
+            seen |= tree(driver.pid)
+            assert driver.poll() is None, "the run ended before it could be stopped"
+            time.sleep(0.1)
+        seen |= tree(driver.pid)
+        os.kill(driver.pid, signal.SIGTERM)
+        output, _ = driver.communicate(timeout=60)
+        assert driver.returncode == 130, output
+        assert output.rstrip().endswith(
+            "avts-ingest: interrupted; complete shards are kept; rerun the same command to resume where it stopped"
+        )
+        assert "Traceback" not in output and "SIGTERM received" not in output
+        deadline = time.monotonic() + 15
+        while (
+            left := {pid for pid in seen if Path(f"/proc/{pid}").exists() and pid != driver.pid}
+        ) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not left, f"{len(left)} Ray processes outlived their driver"
+        names = [p.name for p in out.iterdir()] + [p.name for p in (tmp_path / "manifests" / "parts").iterdir()]
+        assert not [name for name in names if ".tmp-" in name]
+        kept = len(list(out.glob("*.tar")))
+        assert 1 <= kept < len(reference)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert main(["--src", str(clips), "--out", str(out), "--engine", "processes", "--workers", "2", *ARGS]) == 0
+    assert digests(out) == reference
+
+
 def test_an_address_where_no_ray_listens_fails_in_seconds(
     clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

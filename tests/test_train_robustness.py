@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import signal
+import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from tests.conftest import REPO
 from tests.test_train import records, run, train_command
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -99,6 +104,34 @@ def test_a_truncated_last_checkpoint_falls_back_to_the_newest_epoch_one(train_sh
     assert "resuming from epoch-0002.pt instead of last.pt" in stderr
     assert [e["epoch"] for e in records(out, "epoch")] == [0, 1, 2]
     assert torch.load(last, weights_only=False)["state"]["epoch"] == 3
+
+
+def test_ctrl_c_says_where_the_checkpoints_are_and_resume_goes_on(train_shards: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    command = train_command(train_shards, out, "--epochs", "3", "--workers", "1")
+    env = {**os.environ, "CI": "true", "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "checkpoints" / "epoch-0001.pt").exists() and time.monotonic() < deadline:
+            assert process.poll() is None, "the run ended before it could be interrupted"
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole process group
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert " ".join(stderr.split()).endswith(
+        f"avts-train: interrupted; checkpoints so far are in {out / 'checkpoints'}; rerun the same command with "
+        "--resume to go on from the last one"
+    )
+    result = run([*command, "--resume"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [e["epoch"] for e in records(out, "epoch")] == [0, 1, 2]
 
 
 def test_no_readable_checkpoint_is_a_clear_error(train_shards: Path, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from avts.config_cli import add_config_arguments, config_from_args
-from avts.console import USER_ERRORS, error_console, report_failure
+from avts.console import USER_ERRORS, error_console, report_failure, report_interrupt
 from trainer.config import TrainConfig
 from trainer.recipes import RECIPES, get_recipe
 from trainer.train import TrainError, train
@@ -43,6 +43,13 @@ def main(argv: list[str] | None = None) -> int:
         result = train(config, console)
     except (TrainError, *USER_ERRORS) as error:
         return report_failure(console, "avts-train", error)
+    except KeyboardInterrupt:
+        return report_interrupt(
+            console,
+            "avts-train",
+            f"checkpoints so far are in {config.out / 'checkpoints'}; rerun the same command with --resume to "
+            "go on from the last one",
+        )
     console.print(f"done: {result.global_step} steps; run folder {result.run_dir}")
     return 0
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from avts.config_cli import add_config_arguments, config_from_args
-from avts.console import USER_ERRORS, error_console, report_failure
+from avts.console import USER_ERRORS, error_console, report_failure, report_interrupt
 from trainer.finetune import finetune
 from trainer.finetune_config import FinetuneConfig
 from trainer.train import TrainError
@@ -32,6 +32,13 @@ def main(argv: list[str] | None = None) -> int:
         result = finetune(config, console)
     except (TrainError, *USER_ERRORS) as error:
         return report_failure(console, "avts-finetune", error)
+    except KeyboardInterrupt:
+        return report_interrupt(
+            console,
+            "avts-finetune",
+            f"checkpoints so far are in {config.out / 'checkpoints'}; rerun the same command with --resume to "
+            "go on from the last one",
+        )
     console.print(f"done: {result.global_step} steps; run folder {result.run_dir}")
     return 0
 
