@@ -21,9 +21,7 @@ Temporary files left there are unfinished multipart uploads, which :func:`remove
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import Any
 
 from avts import storage
 from avts.atomic import is_temp_name, remove_partials
+from avts.folder_lock import FolderLockError, hold
 from avts.layout import MARKER, SETTINGS_FILE, locate, read_json, relative
 
 SHARD_NAME = re.compile(r"^(?:val-|test-)?\d{4,}\.tar$")
@@ -51,34 +50,12 @@ def is_ours(name: str) -> bool:
 @contextlib.contextmanager
 def locked(folder: Path) -> Iterator[None]:
     """Hold this tool's lock on ``folder`` (created if needed); refuse at once if another job holds it, and say
-    what is wrong when the folder cannot be made or written (a file in the way, no permission)."""
+    what is wrong when the folder cannot be made or written."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle = (folder / LOCK).open("a+")
-    except FileExistsError:
-        raise OutputError(f"{folder} is a file, not a folder: give an output folder") from None
-    except NotADirectoryError:
-        raise OutputError(f"{folder}: part of this path is a file, not a folder") from None
-    except PermissionError as error:
-        raise OutputError(f"cannot write in {folder}: permission denied ({error.filename})") from None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise OutputError(
-                f"another avts-ingest (pid {holder}) is writing {folder}; wait for it to finish, "
-                "or write to another folder"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        try:
+        with hold(folder, LOCK, TOOL, "write to another folder"):
             yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    except FolderLockError as error:
+        raise OutputError(str(error)) from None
 
 
 def claim(

@@ -22,8 +22,10 @@ import numpy as np
 import pytest
 import torch
 
+from avts.folder_lock import hold
 from tests.conftest import REPO
 from tests.test_train import records, run, train_command
+from trainer.train import RUN_LOCK
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -132,6 +134,19 @@ def test_ctrl_c_says_where_the_checkpoints_are_and_resume_goes_on(train_shards: 
     result = run([*command, "--resume"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert [e["epoch"] for e in records(out, "epoch")] == [0, 1, 2]
+
+
+def test_a_second_run_into_the_same_folder_is_refused(train_shards: Path, tmp_path: Path) -> None:
+    """Two runs started at once into a new --out both "succeeded", interleaving metrics and checkpoints."""
+    out = tmp_path / "run"
+    with hold(out, RUN_LOCK, "avts-train", "choose another --out"):  # what a running job holds
+        result = run(train_command(train_shards, out, "--epochs", "1", "--workers", "1"))
+    assert result.returncode == 1
+    assert f"avts-train: another avts-train (pid {os.getpid()}) is writing {out}; wait for it to finish, or " in (
+        " ".join(result.stderr.split())
+    )
+    assert not (out / "checkpoints").exists() and not (out / "metrics.jsonl").exists()
+    assert run(train_command(train_shards, out, "--epochs", "1", "--workers", "1")).returncode == 0
 
 
 def test_no_readable_checkpoint_is_a_clear_error(train_shards: Path, tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ from trainer.optim import build_optimizer, plateau_schedule
 from trainer.sampler import PairSampler
 from trainer.shardlist import default_stats_path, expand_shards, shard_folder
 from trainer.step import InputSettings, autocast_for, drop_nonfinite_gradient, make_video, nonfinite_rows
-from trainer.train import Run, TrainError, finish_epoch, start_run, train_one_epoch
+from trainer.train import Run, TrainError, finish_epoch, run_folder_held, start_run, train_one_epoch
 
 CLASSES_FILE = "classes.txt"
 
@@ -59,13 +59,14 @@ def finetune(cfg: FinetuneConfig, console: Console | None = None) -> FinetuneRes
     runtime = distributed.setup(cfg.device, cfg.dist_timeout)
     console = console or Console(stderr=True, soft_wrap=True)
     try:
-        run = build_finetune_run(cfg, runtime, console)
-        for epoch in range(run.state.epoch, cfg.epochs):
-            stats = train_one_epoch(run, epoch)
-            finish_epoch(run, epoch, stats)
-        result = final_test(run) if runtime.is_main else None
-        distributed.barrier(runtime)
-        return FinetuneResult(cfg.out, run.state.global_step, result)
+        with run_folder_held(cfg.out, runtime, "avts-finetune"):
+            run = build_finetune_run(cfg, runtime, console)
+            for epoch in range(run.state.epoch, cfg.epochs):
+                stats = train_one_epoch(run, epoch)
+                finish_epoch(run, epoch, stats)
+            result = final_test(run) if runtime.is_main else None
+            distributed.barrier(runtime)
+            return FinetuneResult(cfg.out, run.state.global_step, result)
     finally:
         distributed.teardown(runtime)
 

@@ -14,8 +14,10 @@ and says what checkpoints and records hold. :class:`SyncTask` is `avts-train`'s 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -26,6 +28,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from avts import storage
+from avts.folder_lock import FolderLockError, hold
 from avts.progress import StepProgress
 from avts.schema import FEATURE_RATE, VIDEO_FPS
 from avts.seeds import stable_int
@@ -52,6 +55,8 @@ from trainer.optim import PlateauSchedule, build_optimizer, plateau_schedule
 from trainer.sampler import PairSampler
 from trainer.shardlist import default_stats_path, default_val_spec, expand_shards
 from trainer.step import InputSettings, StepOutput, training_step
+
+RUN_LOCK = ".avts-run.lock"
 
 
 class TrainError(Exception):
@@ -194,14 +199,30 @@ def train(cfg: TrainConfig, console: Console | None = None) -> TrainResult:
     runtime = distributed.setup(cfg.device, cfg.dist_timeout)
     console = console or Console(stderr=True, soft_wrap=True)
     try:
-        run = build_run(cfg, runtime, console)
-        record: dict[str, Any] = {}
-        for epoch in range(run.state.epoch, cfg.epochs):
-            stats = train_one_epoch(run, epoch)
-            record = finish_epoch(run, epoch, stats)
-        return TrainResult(cfg.out, run.state.global_step, record)
+        with run_folder_held(cfg.out, runtime, "avts-train"):
+            run = build_run(cfg, runtime, console)
+            record: dict[str, Any] = {}
+            for epoch in range(run.state.epoch, cfg.epochs):
+                stats = train_one_epoch(run, epoch)
+                record = finish_epoch(run, epoch, stats)
+            return TrainResult(cfg.out, run.state.global_step, record)
     finally:
         distributed.teardown(runtime)
+
+
+@contextlib.contextmanager
+def run_folder_held(out: Path, runtime: distributed.Runtime, tool: str) -> Iterator[None]:
+    """On rank 0, hold the run folder for the whole run: a second job writing the same ``--out`` (which would
+    interleave metrics and overwrite checkpoints) is refused at once. The lock goes with rank 0's process, so a
+    job that torchrun restarts takes it again."""
+    if not runtime.is_main:
+        yield
+        return
+    try:
+        with hold(out, RUN_LOCK, tool, "choose another --out"):
+            yield
+    except FolderLockError as error:
+        raise TrainError(str(error)) from None
 
 
 def build_run(cfg: TrainConfig, runtime: distributed.Runtime, console: Console) -> Run:
