@@ -8,6 +8,8 @@ while an intact epoch checkpoint sat beside it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import json
 import os
@@ -22,9 +24,11 @@ import numpy as np
 import pytest
 import torch
 
+import trainer.train
 from avts.folder_lock import hold
 from tests.conftest import REPO
-from tests.test_train import records, run, train_command
+from tests.test_train import TINY, records, run, train_command
+from trainer.cli import main as train_main
 from trainer.train import RUN_LOCK
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -147,6 +151,33 @@ def test_a_second_run_into_the_same_folder_is_refused(train_shards: Path, tmp_pa
     )
     assert not (out / "checkpoints").exists() and not (out / "metrics.jsonl").exists()
     assert run(train_command(train_shards, out, "--epochs", "1", "--workers", "1")).returncode == 0
+
+
+def test_a_full_disk_is_a_clear_message_and_the_saved_checkpoint_stays(
+    train_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills while a checkpoint is written gave a shutil/sendfile ENOSPC traceback."""
+    out = tmp_path / "run"
+    real_save = trainer.train.save_checkpoint
+    saves = []
+
+    def fills_up_on_the_second_save(folder: Path, *args: object, **kwargs: object) -> Path:
+        saves.append(folder)
+        if len(saves) == 2:  # as shutil reports it, copying last.pt to its epoch copy
+            raise OSError(errno.ENOSPC, "No space left on device", str(folder / "last.pt"), str(folder / ".x.tmp-1"))
+        return real_save(folder, *args, **kwargs)
+
+    monkeypatch.setattr(trainer.train, "save_checkpoint", fills_up_on_the_second_save)
+    messages = io.StringIO()
+    arguments = ["--shards", str(train_shards / "shards"), "--out", str(out), "--device", "cpu", *TINY]
+    with contextlib.redirect_stderr(messages):
+        status = train_main([*arguments, "--epochs", "2", "--workers", "0"])
+    assert status == 1
+    assert " ".join(messages.getvalue().split()).endswith(
+        f"avts-train: no space left on device writing in {out / 'checkpoints'}: free some space and rerun the "
+        "same command with --resume; the checkpoints already saved are intact"
+    )
+    assert torch.load(out / "checkpoints" / "last.pt", weights_only=False)["state"]["epoch"] == 1
 
 
 def test_no_readable_checkpoint_is_a_clear_error(train_shards: Path, tmp_path: Path) -> None:

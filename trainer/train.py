@@ -15,6 +15,7 @@ and says what checkpoints and records hold. :class:`SyncTask` is `avts-train`'s 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import time
 from collections.abc import Iterator
@@ -214,7 +215,8 @@ def train(cfg: TrainConfig, console: Console | None = None) -> TrainResult:
 def run_folder_held(out: Path, runtime: distributed.Runtime, tool: str) -> Iterator[None]:
     """On rank 0, hold the run folder for the whole run: a second job writing the same ``--out`` (which would
     interleave metrics and overwrite checkpoints) is refused at once. The lock goes with rank 0's process, so a
-    job that torchrun restarts takes it again."""
+    job that torchrun restarts takes it again. A full disk while the run writes is a :class:`TrainError` saying
+    what to do (checkpoints are written atomically: those already saved are intact)."""
     if not runtime.is_main:
         yield
         return
@@ -223,6 +225,14 @@ def run_folder_held(out: Path, runtime: distributed.Runtime, tool: str) -> Itera
             yield
     except FolderLockError as error:
         raise TrainError(str(error)) from None
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        written = error.filename2 or error.filename
+        raise TrainError(
+            f"no space left on device writing in {Path(written).parent if written else out}: free some space and "
+            "rerun the same command with --resume; the checkpoints already saved are intact"
+        ) from None
 
 
 def build_run(cfg: TrainConfig, runtime: distributed.Runtime, console: Console) -> Run:
