@@ -29,7 +29,7 @@ from avts.folder_lock import hold
 from tests.conftest import REPO
 from tests.test_train import TINY, records, run, train_command
 from trainer.cli import main as train_main
-from trainer.train import RUN_LOCK
+from trainer.train import RUN_LOCK, epoch_line
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -210,3 +210,17 @@ def test_init_from_a_checkpoint_of_another_architecture_is_a_clear_error(train_s
     assert result.returncode == 1
     assert "holds weights of another shape" in " ".join(result.stderr.split())
     assert json.loads((first / "config.json").read_text())["width"] == 4
+
+
+def test_an_epoch_without_validation_accuracy_says_why() -> None:
+    """One validation video gave no pairs: the accuracy was silently absent from every epoch line."""
+    shown = ("stage", "val_acc_easy", "val_acc_mixed")
+    record = {"epoch": 0, "train_loss": 0.5, "lr": 0.01, "stage": 0, "val_acc_easy": None, "val_pairs_easy": 0.0}
+    assert epoch_line(record, shown) == (
+        "epoch 1 | loss 0.5000 | lr 0.01 | stage 0 | no val accuracy: 0 validation pairs, too few validation "
+        "videos for two halves (ingest with a larger --val-fraction)"
+    )
+    measured = {**record, "val_acc_easy": 0.9, "val_pairs_easy": 40.0}
+    assert epoch_line(measured, shown) == "epoch 1 | loss 0.5000 | lr 0.01 | stage 0 | val_acc_easy 0.900"
+    without_validation = {"epoch": 1, "train_loss": 0.25, "lr": 0.001, "stage": 1}  # no val shards at all
+    assert epoch_line(without_validation, shown) == "epoch 2 | loss 0.2500 | lr 0.001 | stage 1"

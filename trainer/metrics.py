@@ -84,7 +84,10 @@ def plot_run(run_dir: Path) -> list[Path]:
         title="AVTS accuracy (τ from the other half of the validation videos)",
     )
     axis.axhline(0.5, color="grey", lw=0.5)
-    axis.legend()
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend()
+    else:  # e.g. too few validation videos for two disjoint halves
+        axis.text(0.5, 0.7, "no validation accuracy yet", ha="center", transform=axis.transAxes, color="grey")
     written.append(_save(figure, run_dir / "accuracy.png"))
     figure, axis = plt.subplots(figsize=(7, 3))
     if epochs:

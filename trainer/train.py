@@ -648,6 +648,11 @@ def epoch_line(record: dict[str, Any], shown: tuple[str, ...]) -> str:
         value = record.get(key)
         if value is not None:
             parts.append(f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}")
+    if "val_acc_easy" in shown and "val_pairs_easy" in record and record.get("val_acc_easy") is None:
+        parts.append(
+            f"no val accuracy: {record['val_pairs_easy']:.0f} validation pairs, too few validation videos for two "
+            "halves (ingest with a larger --val-fraction)"
+        )
     return " | ".join(parts)
 
 
