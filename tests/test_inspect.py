@@ -146,6 +146,20 @@ def test_unknown_key_is_a_clear_error(train_shards: Path, tmp_path: Path, capsys
     assert not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_shard_is_a_clear_error(
+    damage: str, train_shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A shard that is not a readable tar gave a tarfile.ReadError traceback."""
+    data = (train_shards / "shards" / "0000.tar").read_bytes()
+    shard = tmp_path / "0000.tar"
+    shard.write_bytes(b"garbage" if damage == "garbage" else data[:1000])  # cut inside the first member
+    assert main([str(shard), "--out", str(tmp_path / "x.png")]) == 1
+    said = " ".join(capsys.readouterr().err.split())
+    assert said.startswith(f"avts-inspect: {shard}: not a readable shard (a damaged or truncated tar: ")
+    assert "Traceback" not in said and not (tmp_path / "x.png").exists()
+
+
 def test_batch_draws_the_pairs_the_sampler_made(train_shards: Path, tmp_path: Path) -> None:
     shards = sorted(str(path) for path in (train_shards / "shards").glob("[0-9]*.tar"))
     out = tmp_path / "pairs.png"

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import dataclasses
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,10 +64,17 @@ class EventTimes:
 
 
 def iter_samples(shards: list[str]) -> Iterator[Sample]:
-    """Every sample of the shards, in order, decoded (video still encoded)."""
+    """Every sample of the shards, in order, decoded (video still encoded); a shard that is not a readable tar
+    (damaged, truncated) is an :class:`InspectError` once the samples before the damage are read."""
     pipeline = wds.DataPipeline(wds.SimpleShardList(shards), wds.tarfile_to_samples())
-    for raw in pipeline:
-        yield decode_sample(raw)
+    try:
+        for raw in pipeline:
+            yield decode_sample(raw)
+    except (tarfile.ReadError, EOFError) as error:
+        reason = error.args[0] if error.args else type(error).__name__  # webdataset appends the stream and path
+        raise InspectError(
+            f"{', '.join(shards)}: not a readable shard (a damaged or truncated tar: {reason})"
+        ) from None
 
 
 def read_sample(shards: list[str], key: str | None = None) -> Sample:

@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from avts.config_cli import add_config_arguments, config_from_args, option, validate
+from avts.console import report_failure
 from trainer.curriculum import Curriculum
 from trainer.inspect import InspectError, draw_batch, draw_sheet, event_times, read_sample
 from trainer.shardlist import expand_shards
@@ -90,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         events, note = event_times(sample, config.src)
         _, lag = draw_sheet(sample, config.out, config.start, config.seconds, events, note)
     except (InspectError, ValueError, FileNotFoundError) as error:
-        console.print(f"[bold red]avts-inspect: {error}")
-        return 1
+        return report_failure(console, "avts-inspect", error)
     console.print(
         f"{sample.key}: contact sheet in {config.out}; sound onsets follow picture onsets by "
         f"{lag * 1000:+.0f} ms; {note}"
