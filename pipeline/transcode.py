@@ -14,6 +14,7 @@ the row and the sample's metadata say so (``truncated``, ``lost_s``, the same te
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -60,20 +61,28 @@ class Transcoded:
 def check_readable(item: VideoItem) -> None:
     """Clear reasons for files that cannot be read at all, before any demuxing."""
     try:
-        size = item.path.stat().st_size
+        status = item.path.stat()
     except FileNotFoundError as error:
         if item.path.is_symlink():
             raise MediaError("unreadable", f"broken symlink: {os.readlink(item.path)} does not exist") from error
         raise MediaError("unreadable", "file not found: a broken symlink, or removed after it was listed") from error
     except OSError as error:
         raise MediaError("unreadable", error.strerror or str(error)) from error
-    if size == 0:
+    if not stat.S_ISREG(status.st_mode):  # reading a pipe can block for ever, a device never ends
+        raise MediaError("not a regular file", f"a {special_kind(status.st_mode)}; only files are read")
+    if status.st_size == 0:
         raise MediaError("empty file")
     try:
         with item.path.open("rb") as handle:
             handle.read(1)
     except OSError as error:
         raise MediaError("unreadable", error.strerror or str(error)) from error
+
+
+def special_kind(mode: int) -> str:
+    """What a file that is not a regular file is (from its ``st_mode``)."""
+    kinds = ((stat.S_ISFIFO, "named pipe"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"))
+    return next((name for test, name in kinds if test(mode)), "socket" if stat.S_ISSOCK(mode) else "special file")
 
 
 def open_media(item: VideoItem) -> av.container.InputContainer:

@@ -70,6 +70,8 @@ BAD = {
     "short.mp4": "too short",
     "silent.mp4": "silent audio",
     "broken_link.mp4": "unreadable",  # a symlink to a file that does not exist
+    "named_pipe.mp4": "not a regular file",  # a FIFO: opening it would wait for a writer for ever
+    "dev_zero.mp4": "not a regular file",  # a symlink to /dev/zero: reading it never ends
 }
 DAMAGED = ["trunc_faststart.mp4", "trunc_35s_head.mp4", "aac_16_corrupt.mp4", "garbage_20k.mp4", "corrupt_middle.mp4"]
 
@@ -165,16 +167,22 @@ def make_corpus(work: Path) -> Path:
     ffmpeg("-t", "1.5", "-i", speech, "-c", "copy", src / "short.mp4")
     ffmpeg("-i", base, "-c:v", "copy", "-af", "volume=0", "-c:a", "aac", src / "silent.mp4")
     os.symlink(work / "no_such_video.mp4", src / "broken_link.mp4")
+    os.mkfifo(src / "named_pipe.mp4")
+    os.symlink("/dev/zero", src / "dev_zero.mp4")
 
-    written = sorted(p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file() or p.is_symlink())
+    written = sorted(
+        p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file() or p.is_symlink() or p.is_fifo()
+    )
     assert written == sorted([*GOOD, *BAD])
     return src
 
 
 def copy_entry(src: Path, dst: Path) -> None:
-    """Copy a corpus file; a symlink stays a symlink."""
+    """Copy a corpus file; a symlink stays a symlink, a named pipe a named pipe."""
     if src.is_symlink():
         os.symlink(os.readlink(src), dst)
+    elif src.is_fifo():
+        os.mkfifo(dst)
     else:
         shutil.copy(src, dst)
 
@@ -288,6 +296,8 @@ def test_failure_details_say_what_was_wrong(mixed: Run) -> None:
     assert reasons["cover_art.mp3"] == "no video stream: audio only (cover art)"
     assert reasons["no_audio.mp4"] == "no audio stream"
     assert reasons["empty.mp4"] == "empty file"
+    assert reasons["named_pipe.mp4"] == "not a regular file: a named pipe; only files are read"  # was "empty file"
+    assert reasons["dev_zero.mp4"] == "not a regular file: a character device; only files are read"
     assert reasons["one_frame.mp4"] == "too short: 0.04 s < 2.5 s"
     assert re.fullmatch(r"unreadable: .*broken symlink.*", reasons["broken_link.mp4"]), reasons["broken_link.mp4"]
     short = re.fullmatch(r"too short: ([\d.]+) s < 2\.5 s", reasons["short.mp4"])
