@@ -17,6 +17,7 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import av
@@ -58,13 +59,14 @@ class Transcoded:
     damage: str | None  # what was wrong with a file kept with keep_truncated, for the row's detail
 
 
-def check_readable(item: VideoItem) -> None:
-    """Clear reasons for files that cannot be read at all, before any demuxing."""
+def check_readable(path: Path) -> None:
+    """Clear reasons (:class:`MediaError`) for files that cannot be read at all, before any demuxing; also keeps
+    every reader away from pipes and devices (opening a named pipe waits for a writer for ever)."""
     try:
-        status = item.path.stat()
+        status = path.stat()
     except FileNotFoundError as error:
-        if item.path.is_symlink():
-            raise MediaError("unreadable", f"broken symlink: {os.readlink(item.path)} does not exist") from error
+        if path.is_symlink():
+            raise MediaError("unreadable", f"broken symlink: {os.readlink(path)} does not exist") from error
         raise MediaError("unreadable", "file not found: a broken symlink, or removed after it was listed") from error
     except OSError as error:
         raise MediaError("unreadable", error.strerror or str(error)) from error
@@ -73,7 +75,7 @@ def check_readable(item: VideoItem) -> None:
     if status.st_size == 0:
         raise MediaError("empty file")
     try:
-        with item.path.open("rb") as handle:
+        with path.open("rb") as handle:
             handle.read(1)
     except OSError as error:
         raise MediaError("unreadable", error.strerror or str(error)) from error
@@ -87,7 +89,7 @@ def special_kind(mode: int) -> str:
 
 def open_media(item: VideoItem) -> av.container.InputContainer:
     """Open a file by content (not extension), with clear reasons for unreadable, empty and non-media files."""
-    check_readable(item)
+    check_readable(item.path)
     try:
         container = av.open(str(item.path), "r")
     except av.FFmpegError as error:

@@ -8,6 +8,7 @@ and an ESC-50-style CSV. About 6 s on the 2-core CPU box.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """dog/clip.mp4 (3 s, sound), dog/silent.mp4 (2 s, no audio), dog/brief_sound.mp4 (1.6 s of video, 0.5 s of
     sound), dog/blink.mp4 (0.6 s, no audio), rain/tone.wav and rain/tone.ogg (3 s), short.wav (1 s, directly in
-    the folder: no label), broken.mp4 (junk), .hidden.wav."""
+    the folder: no label), broken.mp4 (junk), .hidden.wav, pipe.wav (a named pipe: opening it waited for ever)
+    and zero.mp4 (a symlink to /dev/zero)."""
     root = tmp_path_factory.mktemp("media")
     make_av_clip(root / "dog" / "clip.mp4", 3.0, width=160, height=96, seed=1)
     write_video(root / "dog" / "silent.mp4", None, seconds=2.0)
@@ -71,6 +73,8 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_audio(root / "short.wav", tone(300, 1.0, seed=3))
     (root / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"junk" * 200)
     write_audio(root / ".hidden.wav", tone(300, 3.0, seed=4))
+    os.mkfifo(root / "pipe.wav")
+    os.symlink("/dev/zero", root / "zero.mp4")
     return root
 
 
@@ -172,8 +176,10 @@ def test_audio_rows_are_the_probe_path_on_the_checkpoint_subnet_and_stats(
 
 def test_bad_and_hidden_files_are_listed_with_their_reason(audio_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     reasons = skipped_reasons(audio_run)
-    assert reasons.keys() == {"dog/silent.mp4", "dog/blink.mp4", "broken.mp4", ".hidden.wav"}
+    assert reasons.keys() == {"dog/silent.mp4", "dog/blink.mp4", "broken.mp4", ".hidden.wav", "pipe.wav", "zero.mp4"}
     assert reasons["dog/silent.mp4"] == reasons["dog/blink.mp4"] == "no audio stream"
+    assert reasons["pipe.wav"] == "not a regular file: a named pipe; only files are read"
+    assert reasons["zero.mp4"] == "not a regular file: a character device; only files are read"
     assert reasons[".hidden.wav"] == "hidden file" and reasons["broken.mp4"].startswith("cannot decode")
     padded = json.loads(audio_run.with_name("audio.skipped.json").read_text())["padded"]
     assert padded == ["dog/brief_sound.mp4", "short.wav"]
@@ -199,7 +205,10 @@ def test_video_clips_are_evenly_spaced_and_files_without_enough_audio_work(video
         "dog/blink.mp4",
         "broken.mp4",
         ".hidden.wav",
+        "pipe.wav",
+        "zero.mp4",
     }
+    assert reasons["pipe.wav"] == "not a regular file: a named pipe; only files are read"
 
 
 def test_video_features_equal_the_model_run_by_hand(video_run: Path, media: Path, checkpoint: Path) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 from avts.progress import CountProgress
 from avts.schema import AUDIO_SAMPLE_RATE, FBANK_DTYPE, FBANK_WINDOW_S, FEATURE_RATE, SAMPLES_PER_FEATURE
 from pipeline.audio import log_filterbank
+from pipeline.transcode import MediaError, check_readable
 from trainer.downstream.labeled_audio import LabeledFile, Skipped
 
 SUBCLIP_S = 2
@@ -37,8 +38,13 @@ def decode_mono_16k(path: Path) -> np.ndarray:
     """The file's default audio stream (FFmpeg's best) as 16 kHz mono, int16-scaled float64 samples.
 
     Works for any container PyAV reads (.wav, .ogg, .mp3, .flac, video files with audio). Raises
-    :class:`DecodeError` when the file cannot be opened or decoded, has no audio stream, or no audio.
+    :class:`DecodeError` when the file cannot be read (missing, empty, a pipe or device: the ingest's reasons),
+    opened or decoded, has no audio stream, or no audio.
     """
+    try:
+        check_readable(path)
+    except MediaError as error:
+        raise DecodeError(str(error)) from None
     try:
         with av.open(str(path)) as container:
             stream = container.streams.best("audio")
