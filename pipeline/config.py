@@ -27,6 +27,13 @@ def as_location(folder: str | os.PathLike[str]) -> str:
     return folder if storage.is_remote(folder) else str(storage.as_local_path(folder))
 
 
+def same_location(first: str, second: str) -> bool:
+    """Whether two output locations are the same folder (local paths compared resolved, URLs without a final /)."""
+    if storage.is_remote(first) or storage.is_remote(second):
+        return first.rstrip("/") == second.rstrip("/")
+    return Path(first).resolve() == Path(second).resolve()
+
+
 @dataclass(frozen=True)
 class EncodeSettings:
     """How one video becomes a sample (what a transcoding worker needs, and nothing else)."""
@@ -135,6 +142,10 @@ class IngestConfig:
                         f"--out and --manifests must be folders or object-store URLs (s3://…), not {folder}",
                     )
                     for folder in (self.out, self.manifest_dir)
+                ),
+                (
+                    not same_location(self.out, self.manifest_dir),
+                    "--manifests must be another folder than --out (the shard folder holds only shards)",
                 ),
                 (
                     all(path.is_file() for path in self.split_file),

@@ -101,6 +101,24 @@ def test_an_output_path_that_is_a_file_is_a_clear_message(
     assert a_file.read_bytes() == b"not a folder"
 
 
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--preset", "veryfastt"], "argument --preset: invalid choice: 'veryfastt'"),  # made every video "corrupt"
+        (["--manifests", "{out}/"], "--manifests must be another folder than --out"),  # "another avts-ingest (pid" us
+    ],
+)
+def test_options_that_cannot_work_are_refused_before_the_run(
+    flags: list[str], said: str, clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "shards"
+    with pytest.raises(SystemExit) as stopped:
+        main(["--src", str(clips), "--out", str(out), *FAST, *(flag.format(out=out) for flag in flags)])
+    assert stopped.value.code == 2
+    assert said in " ".join(capsys.readouterr().err.split())
+    assert not out.exists()
+
+
 def test_manifests_belong_to_their_shards(clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     first, second = tmp_path / "shards_a", tmp_path / "shards_b"
     assert ingest(clips, first, capsys=capsys)[0] == 0
