@@ -18,7 +18,18 @@ from avts.schema import SCHEMA_VERSION, TRAIN
 from pipeline.config import IngestConfig
 from pipeline.discover import Discovery, ShardJob, find_files, plan_shards, stats_subset_size, video_key
 from pipeline.distributor import Engine, ShardDone, VideoDone, distribute, worker_env
-from pipeline.manifest import FAILED, OK, SKIPPED, ShardPart, VideoRow, part_path, read_part, skipped_row, video_row
+from pipeline.manifest import (
+    FAILED,
+    OK,
+    SKIPPED,
+    ShardPart,
+    VideoRow,
+    part_path,
+    read_part,
+    skipped_row,
+    source_size,
+    video_row,
+)
 from pipeline.moments import combine
 from pipeline.output_dir import OutputError, claim, locked, remove_own_shards, remove_temporaries
 from pipeline.process_engine import ProcessEngine
@@ -126,6 +137,14 @@ def ingest_locked(config: IngestConfig, console: Console) -> IngestSummary:
     present = {storage.basename(entry) for entry in storage.listdir(config.out)}  # one listing, not a look-up each
     finished = {job.name: part for job in jobs if (part := completed_part(config, job, present)) is not None}
     todo = [job for job in jobs if job.name not in finished]
+    redone = [job.name for job in todo if job.name in present]
+    if redone:
+        console.print(
+            f"redoing {len(redone)} shard(s) of an earlier run whose videos or source files have changed since: "
+            + ", ".join(redone[:5])
+            + (", ..." if len(redone) > 5 else ""),
+            highlight=False,
+        )
     parts = list(finished.values())
     failed_rows: list[VideoRow] = []
     failed_shards = 0
@@ -223,11 +242,14 @@ def warn_about_plan(jobs: list[ShardJob], discovery: Discovery, console: Console
 
 def completed_part(config: IngestConfig, job: ShardJob, present: set[str]) -> ShardPart | None:
     """The part of a shard finished by an earlier run over the same videos, else None (``present``: the names
-    in the shard folder; only complete shards carry their final name)."""
+    in the shard folder; only complete shards carry their final name). A shard one of whose source files has
+    changed size since (replaced, re-downloaded, still being copied then) is not finished: it is redone."""
     if job.name not in present:
         return None
     part = read_part(config.manifest_dir, job.name)
     if part is None or [row.key for row in part.videos] != [item.key for item in job.items]:
+        return None
+    if any(row.source_bytes != source_size(item.path) for row, item in zip(part.videos, job.items, strict=True)):
         return None
     return part
 

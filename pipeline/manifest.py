@@ -82,6 +82,14 @@ class VideoRow:
     audible: bool = True
 
 
+def source_size(path: Path) -> int:
+    """The size of a source file now (0 when it cannot be read): recorded in its row, compared on resume."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def video_row(
     item: VideoItem,
     status: str,
@@ -97,10 +105,6 @@ def video_row(
     """The manifest row of ``item``: what the plan knows, plus what transcoding learned."""
     info = source or SourceInfo()
     learned = facts or IngestFacts()
-    try:
-        source_bytes = item.path.stat().st_size
-    except OSError:
-        source_bytes = 0
     return VideoRow(
         key=item.key,
         path=item.relpath,
@@ -118,7 +122,7 @@ def video_row(
         audio_channels=info.audio_channels,
         shard=shard,
         in_stats_subset=False,
-        source_bytes=source_bytes,
+        source_bytes=source_size(item.path),
         decode_errors=decode_errors,
         stats_rank=item.stats_rank,
         source_duration_s=info.duration_s,

@@ -219,3 +219,35 @@ def test_other_settings_need_overwrite(corpus: Path, reference: Path) -> None:
     assert all(shard_digests(root)[name] != digest for name, digest in before.items())
     videos = table(root, "videos.parquet")
     assert len(videos) == 12 and (videos.status == "ok").all()
+
+
+def test_a_source_file_replaced_since_is_redone_on_resume(corpus: Path, reference: Path, tmp_path: Path) -> None:
+    """A rerun kept a shard whose source file had been replaced (a re-download, a fixed copy): stale samples
+    under the new file's name. Its size no longer matches the row, so its shard is redone, and the result
+    equals a fresh run over the changed folder."""
+    src = tmp_path / "src"
+    shutil.copytree(corpus, src)
+    root = tmp_path / "run"
+    assert ingest(src, root).returncode == 0
+    before = shard_digests(root)
+    videos = table(root, "videos.parquet")
+    replaced = videos.loc[videos.split == "train"].iloc[0]
+    make_av_clip(src / replaced.path, CLIP_S + 1.0, width=320, height=240, seed=99)  # other content, other size
+    assert (src / replaced.path).stat().st_size != replaced.source_bytes
+
+    rerun = ingest(src, root)
+    assert rerun.returncode == 0, rerun.stderr
+    said = oneline(rerun.stderr)
+    assert (
+        f"redoing 1 shard(s) of an earlier run whose videos or source files have changed since: {replaced.shard}"
+        in (said)
+    )
+    assert f"({len(before) - 1} kept from an earlier run)" in said
+    after = shard_digests(root)
+    assert [name for name in before if after[name] != before[name]] == [replaced.shard]
+    row = table(root, "videos.parquet").set_index("path").loc[replaced.path]
+    assert row.duration_s == pytest.approx(CLIP_S + 1.0, abs=0.05)
+
+    fresh = tmp_path / "fresh"
+    assert ingest(src, fresh).returncode == 0
+    assert shard_digests(fresh) == after
