@@ -27,3 +27,9 @@ def report_interrupt(console: Console, tool: str, what_next: str) -> int:
     """Print that ``tool`` was interrupted and ``what_next`` (what is kept, how to go on); returns 130."""
     console.print(f"[bold yellow]{tool}: interrupted;[/] {escape(what_next)}")
     return INTERRUPTED
+
+
+def printable(text: str) -> str:
+    """``text`` as valid UTF-8 for messages, tables, JSON and plots: the bytes of a file name that is not valid
+    UTF-8 (which Python keeps as surrogates) are shown as ``\\xNN`` escapes; other text is unchanged."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

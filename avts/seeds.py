@@ -12,9 +12,10 @@ import numpy as np
 
 
 def stable_int(*parts: object) -> int:
-    """A 63-bit non-negative integer determined by ``parts`` (joined as text with ``/``)."""
+    """A 63-bit non-negative integer determined by ``parts`` (joined as text with ``/``). Text from a file name
+    that is not valid UTF-8 (undecodable bytes kept as surrogates) hashes its original bytes."""
     text = "/".join(str(part) for part in parts)
-    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
 
 

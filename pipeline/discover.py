@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from avts.console import printable
 from avts.schema import TEST, TRAIN, VAL, shard_name
 
 if TYPE_CHECKING:
@@ -65,8 +66,7 @@ class Discovery:
 def display_path(path: Path, src: Path) -> str:
     """``path`` relative to ``src`` with POSIX separators, as valid text: bytes of a name that is not valid
     UTF-8 are shown as ``\\xNN`` escapes (the file itself is still opened by its real name)."""
-    text = path.relative_to(src).as_posix()
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return printable(path.relative_to(src).as_posix())
 
 
 def find_files(src: Path, exclude: tuple[Path, ...] = ()) -> Discovery:

@@ -10,6 +10,8 @@ its contract only (JSON, PNG, exit status, bad input), not for accuracy.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import av
@@ -197,6 +199,25 @@ def test_cli_contract(
     assert Path(first["plot"]).name == "synth_00000.png" and Path(second["plot"]).name == "synth_00000-2.png"
     assert not no_audio["ok"] and "no audio" in no_audio["error"]
     assert not missing["ok"] and missing["error"]
+
+
+def test_a_name_that_is_not_utf8_is_measured_and_reported(
+    shifted_videos: list[Path], checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``vid\xe9o.mp4`` (Latin-1 bytes) crashed the run in the clip seeds' UTF-8 encoding, then in the plot title."""
+    folder = os.fsencode(tmp_path)
+    video = Path(os.fsdecode(folder + b"/vid\xe9o.mp4"))
+    missing = Path(os.fsdecode(folder + b"/caf\xe9.mp4"))
+    shutil.copy(shifted_videos[0], video)
+    out = tmp_path / "out"
+    argv = [str(video), str(missing), "--checkpoint", str(checkpoint), "--short-side", "64", "--range", "0.5"]
+    assert main([*argv, "--out", str(out), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    measured, failed = printed["files"]
+    assert measured["ok"] and measured["path"] == f"{tmp_path}/vid\\xe9o.mp4"
+    assert Path(measured["plot"]) == out / "vid\\xe9o.png" and Path(measured["plot"]).exists()
+    assert -0.5 <= measured["offset_s"] <= 0.5 and measured["windows"] >= 1
+    assert not failed["ok"] and failed["path"] == f"{tmp_path}/caf\\xe9.mp4"
 
 
 def audio_only(path: Path, seconds: float = 2.0) -> Path:

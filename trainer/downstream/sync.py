@@ -29,6 +29,7 @@ import torch
 
 from avts.atomic import atomic_path
 from avts.config_cli import option, validate
+from avts.console import printable
 from avts.schema import FBANK_FILTERS, FEATURE_RATE, FEATURES_PER_FRAME, VIDEO_FPS, Sample
 from pipeline.config import IngestConfig
 from pipeline.discover import VideoItem
@@ -301,4 +302,4 @@ def sync_file(
     model: AVTSModel, path: Path, settings: InputSettings, config: SyncConfig, device: torch.device
 ) -> SyncResult:
     """Prepare ``path`` and search its offset; :class:`SyncError` when it cannot be."""
-    return sync_sample(model, prepare(path, config), settings, config, device, str(path))
+    return sync_sample(model, prepare(path, config), settings, config, device, printable(str(path)))

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from avts.atomic import atomic_write_text
 from avts.config_cli import add_config_arguments, config_from_args
+from avts.console import printable
 from avts.progress import CountProgress
 from trainer.downstream.avts_eval import EvalError, input_settings, load_model, pick_device
 from trainer.downstream.sync import SIGN_CONVENTION, SyncConfig, SyncError, plot_curve, sync_file
@@ -42,11 +43,12 @@ def parse_args(argv: list[str] | None) -> SyncConfig:
 
 
 def unique_plot_path(folder: Path, video: Path, taken: set[str]) -> Path:
-    """``<folder>/<video stem>.png``, numbered when two videos share a stem."""
-    name, number = f"{video.stem}.png", 1
+    """``<folder>/<video stem>.png`` (the stem made printable), numbered when two videos share a stem."""
+    stem = printable(video.stem)
+    name, number = f"{stem}.png", 1
     while name in taken:
         number += 1
-        name = f"{video.stem}-{number}.png"
+        name = f"{stem}-{number}.png"
     taken.add(name)
     return folder / name
 
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 result = sync_file(trained.model, video, settings, config, device)
             except SyncError as error:
-                files.append({"ok": False, "path": str(video), "error": str(error)})
+                files.append({"ok": False, "path": printable(str(video)), "error": printable(str(error))})
                 bar.advance(1, failed=1)
                 continue
             result.plot = str(plot_curve(result, unique_plot_path(config.out, video, taken)))
