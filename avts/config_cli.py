@@ -4,13 +4,16 @@ Each stage has one frozen dataclass holding its settings. A field declared with 
 help text; :func:`add_config_arguments` turns every such field into a flag of the same name
 (``min_duration`` → ``--min-duration``) whose default is the field's default, and :func:`config_from_args`
 builds the dataclass back from the parsed flags. The dataclass's ``__post_init__`` validates values;
-its ``ValueError`` becomes an argparse usage error with that message.
+its ``ValueError`` becomes an argparse usage error with that message. Fields typed ``Path`` are local (or
+mounted) paths: a URL given there is a usage error, not a folder named ``s3:`` (options that take URLs, such
+as shard specifications and ``avts-ingest --out``, are typed ``str``).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -37,6 +40,16 @@ def option(
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def local_path(text: str) -> Path:
+    """The value of a ``Path`` flag; a URL is refused (``Path("s3://b/run")`` would quietly be ``s3:/b/run``)."""
+    if _URL.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a URL: this option takes a local (or mounted) path")
+    return Path(text)
 
 
 def flag_name(field_name: str) -> str:
@@ -79,9 +92,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_type: type, ski
             continue
         if typing.get_origin(kind) is tuple:
             item = typing.get_args(kind)[0]
-            parser.add_argument(flag_name(field.name), type=item, nargs="+", default=default, **common)
+            parser.add_argument(
+                flag_name(field.name), type=local_path if item is Path else item, nargs="+", default=default, **common
+            )
             continue
-        converter = Path if kind is Path else kind
+        converter = local_path if kind is Path else kind
         parser.add_argument(
             flag_name(field.name),
             type=converter,

@@ -29,6 +29,9 @@ from avts.folder_lock import hold
 from tests.conftest import REPO
 from tests.test_train import TINY, records, run, train_command
 from trainer.cli import main as train_main
+from trainer.cli import parse_args as train_parse_args
+from trainer.downstream.sync_cli import parse_args as sync_parse_args
+from trainer.finetune_cli import parse_args as finetune_parse_args
 from trainer.train import RUN_LOCK, epoch_line
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -224,3 +227,28 @@ def test_an_epoch_without_validation_accuracy_says_why() -> None:
     assert epoch_line(measured, shown) == "epoch 1 | loss 0.5000 | lr 0.01 | stage 0 | val_acc_easy 0.900"
     without_validation = {"epoch": 1, "train_loss": 0.25, "lr": 0.001, "stage": 1}  # no val shards at all
     assert epoch_line(without_validation, shown) == "epoch 2 | loss 0.2500 | lr 0.001 | stage 1"
+
+
+@pytest.mark.parametrize(
+    ("parse", "flags"),
+    [
+        (train_parse_args, ["--shards", "shards", "--out", "s3://bucket/run"]),
+        (finetune_parse_args, ["--shards", "shards", "--init", "scratch", "--out", "gs://bucket/run"]),
+        (sync_parse_args, ["clip.mp4", "--checkpoint", "s3://bucket/last.pt"]),
+    ],
+)
+def test_a_url_where_a_local_path_is_needed_is_a_usage_error(
+    parse: callable,
+    flags: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``avts-train --out s3://bucket/run`` trained into a local folder named ``s3:`` and said ``done``."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        parse(flags)
+    assert stopped.value.code == 2
+    url = next(flag for flag in flags if "://" in flag)
+    assert f"{url!r} is a URL: this option takes a local (or mounted) path" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
