@@ -84,6 +84,21 @@ def machine_line() -> str:
     )
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
+def portable_path(value: str | Path) -> str:
+    """A path as a results file may show it: relative to the repository when inside it, else ``…/`` and its
+    last part (one machine's folders mean nothing in another's clone); other text unchanged."""
+    path = Path(value)
+    if not path.is_absolute():
+        return str(value)
+    try:
+        return path.resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        return f"…/{path.name}"
+
+
 def write_section(path: Path, title: str, body: str) -> None:
     """Replace the section ``## <title>`` of a markdown file (or append it), leaving the rest untouched."""
     text = path.read_text() if path.exists() else "# Benchmark results\n"

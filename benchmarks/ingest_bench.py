@@ -49,7 +49,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
-from bench_results import busy_fraction, machine_line, write_section  # noqa: E402
+from bench_results import busy_fraction, machine_line, portable_path, write_section  # noqa: E402
 
 DEFAULT_SOURCES = Path(os.environ.get("AVTS_SHARED_DATA") or REPO.parent / "shared" / "data") / "real_clips"
 CLIP_SECONDS = 10.0
@@ -724,7 +724,11 @@ def main(argv: list[str] | None = None) -> int:
             "processes, shards or manifests), one file after another in the benchmark's process."
         )
 
-    command = "python " + shlex.join([sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
+    source = (
+        f"ready clips from {portable_path(inputs_dir)}" if args.inputs else f"cut from {portable_path(args.sources)}"
+    )
+    given = sys.argv[1:] if argv is None else argv
+    command = "python " + shlex.join([portable_path(sys.argv[0]), *map(portable_path, given)])
     if 1 not in args.workers:
         report.notes.append("1 worker was not in --workers-list: no speedup or scaling efficiency.")
     body = "\n".join(
@@ -734,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Command: `{command}`",
             "",
             f"Inputs: {report.clips} clips, {report.video_s:.1f} s of video in all "
-            f"({'ready clips from ' + str(inputs_dir) if args.inputs else 'cut from ' + str(args.sources)}; "
+            f"({source}; "
             f"Kinetics-like: 10 s, {CLIP_WIDTH}×{CLIP_HEIGHT}, {CLIP_FPS} fps H.264 + AAC stereo 44.1 kHz). "
             f"Ours: engine `{args.engine}`, shard size {shard_size}, 1 thread per worker. Wall clock "
             f"(`time.perf_counter`), best of {args.repeats}; page cache warmed and one untimed warm-up run of each "
