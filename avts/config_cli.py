@@ -72,7 +72,11 @@ def _default_text(value: Any) -> str:
 def add_config_arguments(parser: argparse.ArgumentParser, config_type: type, skip: Sequence[str] = ()) -> None:
     """Add one flag per command-line field of ``config_type`` (fields made with :func:`option`)."""
     hints = typing.get_type_hints(config_type)
-    for field in dataclasses.fields(config_type):
+    required_first = sorted(  # inherited fields come first in a dataclass; the flags a user must give lead
+        dataclasses.fields(config_type),
+        key=lambda field: field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING,
+    )
+    for field in required_first:
         if field.name in skip or "help" not in field.metadata or not field.metadata["cli"]:
             continue
         kind = _without_none(hints[field.name])

@@ -7,6 +7,7 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -97,6 +98,23 @@ def portable_path(value: str | Path) -> str:
         return path.resolve().relative_to(REPO).as_posix()
     except ValueError:
         return f"…/{path.name}"
+
+
+def run_module(command: list[str], log: Path, env: dict[str, str] | None = None) -> float:
+    """Run ``python -m COMMAND`` from the repository in CI mode (plain progress lines), ``env`` added to the
+    environment and its output in ``log``; returns the wall time, or stops the benchmark when it fails."""
+    started = time.monotonic()
+    with log.open("w") as handle:
+        status = subprocess.run(
+            [sys.executable, "-m", *command],
+            cwd=REPO,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "CI": "true", **(env or {})},
+        ).returncode
+    if status != 0:
+        raise SystemExit(f"{command[0]} failed (exit {status}); see {log}")
+    return time.monotonic() - started
 
 
 def write_section(path: Path, title: str, body: str) -> None:

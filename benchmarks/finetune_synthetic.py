@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from rich.console import Console
@@ -31,7 +28,7 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "benchmarks")]
 
-from bench_results import machine_line  # noqa: E402
+from bench_results import machine_line, run_module  # noqa: E402
 
 PRETRAIN = ["--recipe", "cpu-demo", "--workers", "1"]
 
@@ -55,43 +52,29 @@ def architecture_of(checkpoint: Path) -> list[str]:
     ]
 
 
-def cli(module: str, *args: str, log: Path) -> float:
-    """Run ``python -m module args`` with its output in ``log``; returns the wall time; exits on failure."""
-    started = time.monotonic()
-    with log.open("w") as handle:
-        done = subprocess.run(
-            [sys.executable, "-m", module, *args],
-            cwd=REPO,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "CI": "true"},
-        )
-    if done.returncode != 0:
-        sys.exit(f"{module} failed (exit {done.returncode}); see {log}")
-    return time.monotonic() - started
-
-
 def labeled_split(work: Path, classes: int, per_class: int, train_per_class: int, log: Path) -> Path:
     """Labeled videos, their split files and their train/test shards; returns the shard folder."""
     videos, shards = work / "labeled", work / "labeled_data" / "shards"
     if not (shards / "0000.tar").exists():
-        cli(
-            "pipeline.synth_cli",
-            "--out",
-            str(videos),
-            "--videos",
-            str(classes * per_class),
-            "--classes",
-            str(classes),
-            "--duration",
-            "4",
-            "--size",
-            "64",
-            "--seed",
-            "1",
-            "--workers",
-            "2",
-            log=log,
+        run_module(
+            [
+                "pipeline.synth_cli",
+                "--out",
+                str(videos),
+                "--videos",
+                str(classes * per_class),
+                "--classes",
+                str(classes),
+                "--duration",
+                "4",
+                "--size",
+                "64",
+                "--seed",
+                "1",
+                "--workers",
+                "2",
+            ],
+            log,
         )
         train, test = [], []
         for folder in sorted(videos.iterdir()):
@@ -100,24 +83,26 @@ def labeled_split(work: Path, classes: int, per_class: int, train_per_class: int
             test += [f"{folder.name}/{name}" for name in names[train_per_class:]]
         (work / "trainlist01.txt").write_text("\n".join(train) + "\n")
         (work / "testlist01.txt").write_text("\n".join(test) + "\n")
-        cli(
-            "pipeline.cli",
-            "--src",
-            str(videos),
-            "--out",
-            str(shards),
-            "--engine",
-            "processes",
-            "--workers",
-            "2",
-            "--short-side",
-            "64",
-            "--shard-size",
-            "16",
-            "--split-file",
-            str(work / "trainlist01.txt"),
-            str(work / "testlist01.txt"),
-            log=log,
+        run_module(
+            [
+                "pipeline.cli",
+                "--src",
+                str(videos),
+                "--out",
+                str(shards),
+                "--engine",
+                "processes",
+                "--workers",
+                "2",
+                "--short-side",
+                "64",
+                "--shard-size",
+                "16",
+                "--split-file",
+                str(work / "trainlist01.txt"),
+                str(work / "testlist01.txt"),
+            ],
+            log,
         )
     return shards
 
@@ -126,57 +111,63 @@ def pretrain(work: Path, videos: int, epochs: int, epoch_size: int, device: str,
     """AVTS pretraining on a separate unlabeled synthetic set; returns the checkpoint, wall time, last epoch."""
     shards, run = work / "pretrain_data" / "shards", work / "pretrain"
     if not (shards / "0000.tar").exists():
-        cli(
-            "pipeline.synth_cli",
-            "--out",
-            str(work / "pretrain_videos"),
-            "--videos",
-            str(videos),
-            "--duration",
-            "6",
-            "--size",
-            "64",
-            "--seed",
-            "2",
-            "--workers",
-            "2",
-            log=log,
+        run_module(
+            [
+                "pipeline.synth_cli",
+                "--out",
+                str(work / "pretrain_videos"),
+                "--videos",
+                str(videos),
+                "--duration",
+                "6",
+                "--size",
+                "64",
+                "--seed",
+                "2",
+                "--workers",
+                "2",
+            ],
+            log,
         )
-        cli(
-            "pipeline.cli",
-            "--src",
-            str(work / "pretrain_videos"),
-            "--out",
-            str(shards),
-            "--engine",
-            "processes",
-            "--workers",
-            "2",
-            "--short-side",
-            "64",
-            "--shard-size",
-            "16",
-            "--val-fraction",
-            "0.1",
-            log=log,
+        run_module(
+            [
+                "pipeline.cli",
+                "--src",
+                str(work / "pretrain_videos"),
+                "--out",
+                str(shards),
+                "--engine",
+                "processes",
+                "--workers",
+                "2",
+                "--short-side",
+                "64",
+                "--shard-size",
+                "16",
+                "--val-fraction",
+                "0.1",
+            ],
+            log,
         )
     wall = 0.0
     if not (run / "checkpoints" / f"epoch-{epochs:04d}.pt").exists():
-        wall = cli(
-            "trainer.cli",
-            "--shards",
-            str(shards),
-            "--out",
-            str(run),
-            *PRETRAIN,
-            "--device",
-            device,
-            "--epochs",
-            str(epochs),
-            "--epoch-size",
-            str(epoch_size),
-            *(["--resume"] if run.exists() else []),
-            log=log,
+        wall = run_module(
+            [
+                "trainer.cli",
+                "--shards",
+                str(shards),
+                "--out",
+                str(run),
+                *PRETRAIN,
+                "--device",
+                device,
+                "--epochs",
+                str(epochs),
+                "--epoch-size",
+                str(epoch_size),
+                *(["--resume"] if run.exists() else []),
+            ],
+            log,
         )
     epochs_done = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     return run / "checkpoints" / "last.pt", wall, [r for r in epochs_done if r["kind"] == "epoch"][-1]
@@ -252,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         out = args.work / f"finetune-{args.modality}-{name}"
         wall = None
         if not (out / "results.json").exists():
-            wall = cli(
-                "trainer.finetune_cli", *common, "--out", str(out), "--init", *init, log=logs / f"{out.name}.log"
+            wall = run_module(
+                ["trainer.finetune_cli", *common, "--out", str(out), "--init", *init], logs / f"{out.name}.log"
             )
         rows[name] = json.loads((out / "results.json").read_text()) | {"wall_s": wall}
     test_per_class = args.per_class - args.train_per_class

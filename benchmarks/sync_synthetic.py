@@ -17,8 +17,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,9 +27,10 @@ from rich.console import Console
 from rich.table import Table
 
 REPO = Path(__file__).resolve().parents[1]
+ONE_BLAS_THREAD = {"OMP_NUM_THREADS": "1"}  # the steps run as subprocesses, their math libraries one thread each
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
-from bench_results import machine_line  # noqa: E402
+from bench_results import machine_line, run_module  # noqa: E402
 
 from trainer.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from trainer.downstream.sync_cli import main as sync_main  # noqa: E402
@@ -69,21 +68,10 @@ TRAIN_ARGS = [
 ]
 
 
-def run(command: list[str], log: Path) -> None:
-    """Run a CLI module to completion (CI mode, one BLAS thread), its output in ``log``; stop on failure."""
-    env = {**os.environ, "CI": "true", "OMP_NUM_THREADS": "1"}
-    with log.open("w") as handle:
-        status = subprocess.run(
-            [sys.executable, "-m", *command], cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT
-        ).returncode
-    if status != 0:
-        raise SystemExit(f"{' '.join(command[:1])} failed (exit {status}); see {log}")
-
-
 def train_model(work: Path, videos: int, epochs: int) -> Path:
     """Synthetic training data, ingested at short side 64, and the small model; returns its checkpoint."""
     if not (work / "videos").is_dir():
-        run(
+        run_module(
             [
                 "pipeline.synth_cli",
                 "--out",
@@ -98,9 +86,10 @@ def train_model(work: Path, videos: int, epochs: int) -> Path:
                 "2",
             ],
             work / "synth.log",
+            ONE_BLAS_THREAD,
         )
     if not (work / "shards" / "0000.tar").exists():
-        run(
+        run_module(
             [
                 "pipeline.cli",
                 "--src",
@@ -120,10 +109,11 @@ def train_model(work: Path, videos: int, epochs: int) -> Path:
                 "--plain",
             ],
             work / "ingest.log",
+            ONE_BLAS_THREAD,
         )
     checkpoint = work / "run" / "checkpoints" / "last.pt"
     if not checkpoint.exists():
-        run(
+        run_module(
             [
                 "trainer.cli",
                 "--shards",
@@ -135,6 +125,7 @@ def train_model(work: Path, videos: int, epochs: int) -> Path:
                 *TRAIN_ARGS,
             ],
             work / "train.log",
+            ONE_BLAS_THREAD,
         )
     return checkpoint
 
@@ -163,7 +154,7 @@ def test_files(work: Path, offsets: list[float], per_offset: int, duration: floa
     for offset in offsets:
         folder = work / "test" / f"offset{offset:+.2f}"
         if len(list(folder.glob("*.mp4"))) < per_offset:
-            run(
+            run_module(
                 [
                     "pipeline.synth_cli",
                     "--out",
@@ -182,6 +173,7 @@ def test_files(work: Path, offsets: list[float], per_offset: int, duration: floa
                     "2",
                 ],
                 work / "test-synth.log",
+                ONE_BLAS_THREAD,
             )
         files[offset] = sorted(folder.glob("*.mp4"))[:per_offset]
     return files

@@ -10,6 +10,8 @@ written is reported as an error: the caller records it and the rest of the run g
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections import deque
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +31,22 @@ def worker_env(threads: int) -> dict[str, str]:
     busy on a 16-core box), so N workers oversubscribe the machine N times over.
     """
     return {name: str(threads) for name in THREAD_VARIABLES}
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set ``values`` in ``os.environ`` for the duration: worker processes started meanwhile (a local pool's, a
+    local Ray's) inherit them before they import numpy."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class Engine(Protocol):

@@ -22,6 +22,7 @@ from typing import Any
 
 from pipeline.config import EncodeSettings, ShardOutput
 from pipeline.discover import ShardJob, VideoItem
+from pipeline.distributor import environment
 from pipeline.manifest import ShardPart
 from pipeline.tasks import VideoReport, VideoResult, transcode_video, write_shard
 
@@ -70,17 +71,9 @@ class _Task:
 class _Worker:
     def __init__(self, context: Any, env: dict[str, str]) -> None:
         self.connection, child = context.Pipe()
-        saved = {name: os.environ.get(name) for name in env}
-        os.environ.update(env)  # inherited by the spawned process before it imports numpy
-        try:
+        with environment(env):
             self.process = context.Process(target=_worker_main, args=(child, os.getpid()), daemon=True)
             self.process.start()
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
         child.close()
         self.task: int | None = None
 

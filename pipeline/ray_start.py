@@ -31,6 +31,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from pipeline.distributor import environment
+
 LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 # Bounds on joining a cluster (attempts, and seconds per attempt); Ray's defaults retry for ~14 minutes.
 FAST_CONNECT = {
@@ -43,21 +45,6 @@ TCP_TIMEOUT_S = 5.0
 
 class RayUnreachable(ConnectionError):
     """The Ray cluster to join cannot be used; the message says why and what to do."""
-
-
-@contextlib.contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    """Set ``values`` in ``os.environ`` for the duration (processes started meanwhile inherit them)."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def prepare_environment(address: str | None) -> None:

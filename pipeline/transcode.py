@@ -325,30 +325,9 @@ def _finish(
         if settings.keep_without_audio:
             return _without_audio(item, settings, encoded, decoded, damage, info, video.rotation)
         raise MediaError("silent audio", f"RMS {placed.level_dbfs:.0f} dBFS")
-    if round(video.rotation) % 180 != 0:  # report the displayed size, as the stored video shows it
-        info = replace(info, width=info.height, height=info.width)
     facts = ingest_facts(placed, damage, decoded)
-    meta = SampleMeta(
-        key=item.key,
-        source=item.relpath,
-        label=item.label,
-        duration_s=encoded.frames / VIDEO_FPS,
-        source_start_s=encoded.start_s,
-        frames=encoded.frames,
-        fps=info.fps or 0.0,
-        width=info.width or 0,
-        height=info.height or 0,
-        stored_width=encoded.width,
-        stored_height=encoded.height,
-        audio_sample_rate=info.audio_sample_rate or 0,
-        audio_channels=info.audio_channels or 0,
-        audio_pad_s=placed.pad_samples / AUDIO_SAMPLE_RATE,
-        mp3=settings.mp3,
-        audio_stream=info.audio_stream,
-        **asdict(facts),
-    )
-    sample = Sample(item.key, encoded.data, placed.fbank, meta)
-    return Transcoded(sample, info, len(errors), facts, f"{damage[0]}: {damage[1]}" if damage else None)
+    audio_pad_s = placed.pad_samples / AUDIO_SAMPLE_RATE
+    return _sample(item, settings, encoded, decoded, damage, info, video.rotation, placed.fbank, facts, audio_pad_s)
 
 
 def _without_audio(
@@ -361,14 +340,32 @@ def _without_audio(
     rotation: float,
 ) -> Transcoded:
     """The sample of a video kept without (audible) audio: its features are those of silence."""
-    if round(rotation) % 180 != 0:
-        info = replace(info, width=info.height, height=info.width)
     facts = IngestFacts(
         truncated=damage is not None and damage[0] == "truncated",
         lost_s=round(max(decoded.video.lost_s, decoded.audio.lost_s), 3),
         audible=False,
     )
     frames = feature_frames_for(encoded.frames)
+    fbank = np.broadcast_to(silent_features(), (frames, FBANK_FILTERS)).astype(FBANK_DTYPE)
+    return _sample(item, settings, encoded, decoded, damage, info, rotation, fbank, facts, 0.0)
+
+
+def _sample(
+    item: VideoItem,
+    settings: EncodeSettings,
+    encoded: EncodedVideo,
+    decoded: Decoded,
+    damage: tuple[str, str] | None,
+    info: SourceInfo,
+    rotation: float,
+    fbank: np.ndarray,
+    facts: IngestFacts,
+    audio_pad_s: float,
+) -> Transcoded:
+    """The finished sample (stored video, features, metadata) and what the manifest records of it; sizes are
+    reported as displayed, i.e. swapped by a quarter-turn rotation, as the stored video shows them."""
+    if round(rotation) % 180 != 0:
+        info = replace(info, width=info.height, height=info.width)
     meta = SampleMeta(
         key=item.key,
         source=item.relpath,
@@ -383,12 +380,11 @@ def _without_audio(
         stored_height=encoded.height,
         audio_sample_rate=info.audio_sample_rate or 0,
         audio_channels=info.audio_channels or 0,
-        audio_pad_s=0.0,
+        audio_pad_s=audio_pad_s,
         mp3=settings.mp3,
         audio_stream=info.audio_stream,
         **asdict(facts),
     )
-    fbank = np.broadcast_to(silent_features(), (frames, FBANK_FILTERS)).astype(FBANK_DTYPE)
     sample = Sample(item.key, encoded.data, fbank, meta)
     return Transcoded(sample, info, len(decoded.errors), facts, f"{damage[0]}: {damage[1]}" if damage else None)
 

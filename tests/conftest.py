@@ -44,6 +44,21 @@ def run_cli(
     )
 
 
+def torchrun_command(module: str, *args: str, processes: int = 2) -> list[str]:
+    """``python -m torch.distributed.run --standalone`` starting ``processes`` ranks of ``python -m module args``."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(processes),
+        "-m",
+        module,
+        *args,
+    ]
+
+
 def make_av_clip(
     target: Path,
     seconds: float,

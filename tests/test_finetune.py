@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from pipeline.config import IngestConfig
 from pipeline.discover import find_files
 from pipeline.ingest import run_ingest
 from pipeline.synth import SynthConfig, generate
+from tests.conftest import torchrun_command
 from tests.test_train import audit, records, run
 from trainer import distributed
 from trainer.cli import main as train_main
@@ -266,14 +266,7 @@ def test_shards_without_labels_are_refused(
 
 def test_torchrun_two_ranks_split_samples_and_agree_on_weights(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
+    command = torchrun_command(
         "trainer.finetune_cli",
         "--shards",
         str(data / "shards"),
@@ -287,7 +280,7 @@ def test_torchrun_two_ranks_split_samples_and_agree_on_weights(data: Path, tmp_p
         "--audit",
         "--modality",
         "audiovisual",
-    ]
+    )
     result = run(command, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = audit(out, 0), audit(out, 1)

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO
+from tests.conftest import REPO, torchrun_command
 from tests.test_train import TINY, audit, records
 
 # torch >= 2.4 lets the rank-0 launcher host the workers' store and caches its address across rendezvous
@@ -196,17 +196,10 @@ def test_two_nodes_read_the_split_of_one_node_and_agree_on_weights(
     assert "--resume: no checkpoint" in logs  # the restart-safe command starts a new run in an empty folder
     assert "avts-train 2 process(es)" in logs
     one_node = tmp_path / "one-node"
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
+    command = torchrun_command(
         "trainer.cli",
         *trainer_args(train_shards, one_node, *SPLIT_ARGS),
-    ]
+    )
     env = {**os.environ, "CI": "true", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=420, cwd=REPO, env=env)
     assert result.returncode == 0, result.stderr[-3000:]

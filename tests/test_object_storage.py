@@ -22,11 +22,8 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
@@ -34,33 +31,11 @@ import pytest
 
 from avts import storage
 from tests.conftest import REPO, make_av_clip
-from tests.test_storage import _launch_moto, _wait_ready
+from tests.test_storage import _launch_moto, _wait_ready, http_server
+from tests.test_train import TINY as TRAIN_TINY
 
 FAST = ["--engine", "processes", "--workers", "1", "--shard-size", "2", "--val-fraction", "0.25", "--short-side", "64"]
-TINY = [
-    "--batch-size",
-    "2",
-    "--width",
-    "4",
-    "--audio-width",
-    "4",
-    "--embed-dim",
-    "16",
-    "--crop-size",
-    "32",
-    "--val-clips",
-    "2",
-    "--log-every",
-    "1",
-    "--shuffle-buffer",
-    "20",
-    "--audio-context",
-    "4",
-    "--device",
-    "cpu",
-    "--epochs",
-    "1",
-]
+TINY = [*TRAIN_TINY, "--device", "cpu", "--epochs", "1"]
 SHARDS = ["0000.tar", "0001.tar", "val-0000.tar"]
 OWN_LOCK = ".avts-ingest.lock"  # local folders only: a bucket cannot be locked
 
@@ -396,41 +371,6 @@ def test_train_streams_s3_shards(s3_run: tuple[str, str], tmp_path: Path) -> Non
     assert "2 train / 1 val shards" in said
     assert [e["step"] for e in records(found, "epoch")] == [2]
     assert checkpoint_stats(found) == expected_mean
-
-
-@contextlib.contextmanager
-def http_server(folder: Path, drop: str | None = None, drop_after: int = 0) -> Iterator[str]:
-    """``http.server`` on loopback serving ``folder``; a GET of ``drop`` announces the whole file, sends its first
-    ``drop_after`` bytes and closes the connection."""
-    pytest.importorskip("aiohttp", reason="aiohttp not installed (fsspec's HTTP backend needs it)")
-
-    class Handler(SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            if self.path.lstrip("/") != drop:
-                return super().do_GET()
-            data = (folder / drop).read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-tar")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data[:drop_after])
-            self.wfile.flush()
-            time.sleep(0.1)  # the reader takes what it got before the connection goes
-            self.close_connection = True
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def test_train_streams_http_shards(local_run: Path, tmp_path: Path) -> None:

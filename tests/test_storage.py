@@ -157,9 +157,9 @@ DROP_AFTER = 3 * 2560 + 1000  # make_shard: 512-byte header + 2048 bytes per sam
 
 
 @contextlib.contextmanager
-def http_server(folder: Path, drop: str | None = None) -> Iterator[str]:
+def http_server(folder: Path, drop: str | None = None, drop_after: int = DROP_AFTER) -> Iterator[str]:
     """``http.server`` on loopback serving ``folder``; a GET of ``drop`` announces the whole file in
-    Content-Length, sends its first ``DROP_AFTER`` bytes, waits a moment and closes the connection."""
+    Content-Length, sends its first ``drop_after`` bytes, waits a moment and closes the connection."""
     pytest.importorskip("aiohttp", reason="aiohttp not installed (fsspec's HTTP backend needs it)")
 
     class Handler(SimpleHTTPRequestHandler):
@@ -174,7 +174,7 @@ def http_server(folder: Path, drop: str | None = None) -> Iterator[str]:
             self.send_header("Content-Type", "application/x-tar")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data[:DROP_AFTER])
+            self.wfile.write(data[:drop_after])
             self.wfile.flush()
             time.sleep(0.1)  # the reader consumes what it got before the connection goes
             self.close_connection = True

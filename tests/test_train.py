@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import REPO
+from tests.conftest import REPO, torchrun_command
 
 TINY = [
     "--batch-size",
@@ -151,17 +151,10 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(train_shards: Path, t
 
 def test_torchrun_two_ranks_split_samples_and_agree_on_weights(train_shards: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
+    command = torchrun_command(
         "trainer.cli",
         *train_command(train_shards, out, "--epochs", "2", "--workers", "1", "--audit")[3:],
-    ]
+    )
     result = run(command, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = audit(out, 0), audit(out, 1)

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from rich.console import Console
 
 from avts.config_cli import add_config_arguments, config_from_args
 from avts.console import USER_ERRORS, error_console, report_failure, report_interrupt
-from trainer.config import TrainConfig
+from trainer.config import LoopSettings, TrainConfig
 from trainer.recipes import RECIPES, get_recipe
 from trainer.train import TrainError, train
+
+Config = TypeVar("Config", bound=LoopSettings)
 
 
 def parse_args(argv: list[str] | None) -> TrainConfig:
@@ -35,23 +42,35 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     return config_from_args(TrainConfig, parser.parse_args(argv), parser)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `avts-train`; returns the process exit status."""
-    config = parse_args(argv)
+class Finished(Protocol):
+    """What a training command reports at its end."""
+
+    global_step: int
+    run_dir: Path
+
+
+def run_command(tool: str, job: Callable[[Config, Console], Finished], config: Config) -> int:
+    """Run a training ``job`` (`avts-train`, `avts-finetune`) as a command: one line for a failure it
+    understands (exit 1) or an interruption (exit 130, saying where the checkpoints are), a last line when done."""
     console = error_console()
     try:
-        result = train(config, console)
+        result = job(config, console)
     except (TrainError, *USER_ERRORS) as error:
-        return report_failure(console, "avts-train", error)
+        return report_failure(console, tool, error)
     except KeyboardInterrupt:
         return report_interrupt(
             console,
-            "avts-train",
+            tool,
             f"checkpoints so far are in {config.out / 'checkpoints'}; rerun the same command with --resume to "
             "go on from the last one",
         )
     console.print(f"done: {result.global_step} steps; run folder {result.run_dir}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `avts-train`; returns the process exit status."""
+    return run_command("avts-train", train, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -14,8 +14,66 @@ OPTIMIZERS = ("sgd", "adam")
 VIDEO_ARCHS = ("mc2", "mc3", "mc4", "mc5")
 
 
-@dataclass(frozen=True)
-class TrainConfig:
+@dataclass(frozen=True, kw_only=True)
+class LoopSettings:
+    """The settings of the training loop (``trainer/train.py``) that `avts-train` and `avts-finetune` share,
+    declared once; each tool's configuration adds its own (and may set another default, as ``epochs``)."""
+
+    out: Path = option(help="run folder (config, metrics, checkpoints, plots)")
+    epochs: int = option(30, help="epochs (for fine-tuning, the paper does not say how many)")
+    batch_size: int = option(16, help="clips per GPU/process (the paper's 16)")
+    optimizer: str = option("sgd", help="sgd (with momentum) or adam", choices=OPTIMIZERS)
+    lr: float = option(0.01, help="initial learning rate (the paper grid-searched it and does not give it)")
+    momentum: float = option(0.9, help="SGD momentum")
+    weight_decay: float = option(1e-4, help="L2 weight decay")
+    plateau_patience: int = option(5, help="epochs without a loss decrease before the LR is cut (§3.1: 5)")
+    lr_factor: float = option(0.1, help="LR multiplier at a plateau (§3.1: 0.1)")
+    crop_size: int = option(112, help="side of the square crop fed to the video subnet")
+    crop_scales: tuple[float, ...] = option(
+        (1.0, 0.875, 0.75, 0.66), help="multi-scale crop sides for training, as fractions of the short side"
+    )
+    shuffle_buffer: int = option(500, help="samples in the shuffle buffer")
+    workers: int = option(4, help="DataLoader workers per process")
+    epoch_size: int | None = option(None, help="samples per epoch over all ranks; streams resampled shards when set")
+    ckpt_every: int = option(500, help="steps between mid-epoch checkpoints")
+    keep_checkpoints: int = option(2, help="epoch checkpoints kept")
+    max_bad_steps: int = option(5, help="steps with a non-finite loss or gradient skipped before training stops")
+    resume: bool = option(False, help="continue the run in --out from its last checkpoint")
+    compile: bool = option(False, help="torch.compile the model")
+    seed: int = option(0, help="seed of the weights, shuffles, augmentation and pair draws")
+    device: str = option("auto", help="auto, cuda or cpu")
+    dist_timeout: float = option(
+        1800.0,
+        help="seconds a rank waits for a silent peer (a frozen node) before the job fails and torchrun can restart it",
+    )
+    log_every: int = option(10, help="steps between metric records")
+    audit: bool = option(False, help="write audit-rank<r>.jsonl per epoch: sample keys read and a weight checksum")
+    plain: bool | None = option(
+        None, help="plain progress lines instead of a bar (automatic without a terminal or with CI set)"
+    )
+
+    def __post_init__(self) -> None:
+        validate(
+            [
+                (self.epochs >= 1, "--epochs must be ≥ 1"),
+                (self.lr > 0, "--lr must be > 0"),
+                (self.crop_size >= 16, "--crop-size must be ≥ 16"),
+                (all(0 < scale <= 1 for scale in self.crop_scales), "--crop-scales must lie in (0, 1]"),
+                (self.workers >= 0, "--workers must be ≥ 0"),
+                (self.keep_checkpoints >= 1, "--keep-checkpoints must be ≥ 1"),
+                (self.max_bad_steps >= 0, "--max-bad-steps must be ≥ 0"),
+                (self.log_every >= 1, "--log-every must be ≥ 1"),
+                (self.epoch_size is None or self.epoch_size >= self.batch_size, "--epoch-size must be ≥ --batch-size"),
+            ]
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly view (paths as strings)."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(LoopSettings):
     """Everything `avts-train` needs; written to the run folder and printed at start."""
 
     shards: str = option(
@@ -23,7 +81,6 @@ class TrainConfig:
         "a list file, or URLs (s3://BUCKET/PREFIX/{0000..2047}.tar or a prefix ending in /, "
         "http(s)://, pipe:); comma-separated parts allowed"
     )
-    out: Path = option(help="run folder (config, metrics, checkpoints, plots)")
     val_shards: str | None = option(None, help="validation shards (unset: val-*.tar beside --shards)")
     stats: str | None = option(
         None,
@@ -31,14 +88,7 @@ class TrainConfig:
         "manifests the shard folder names, else manifests/ beside it)",
     )
     epochs: int = option(90, help="epochs (the paper's 90)")
-    batch_size: int = option(16, help="clips per GPU/process (the paper's 16)")
-    optimizer: str = option("sgd", help="sgd (with momentum) or adam", choices=OPTIMIZERS)
-    lr: float = option(0.01, help="initial learning rate (the paper grid-searched it and does not give it)")
-    momentum: float = option(0.9, help="SGD momentum")
-    weight_decay: float = option(1e-4, help="L2 weight decay")
     margin: float = option(0.99, help="contrastive margin η of Eq. 1")
-    plateau_patience: int = option(5, help="epochs without a loss decrease before the LR is cut (§3.1: 5)")
-    lr_factor: float = option(0.1, help="LR multiplier at a plateau (§3.1: 0.1)")
     curriculum: str | None = option(
         None,
         help="negative mixes by epoch, e.g. '0:easy=1;50:easy=0.75,hard=0.25' (unset: the paper's, scaled to --epochs)",
@@ -62,48 +112,17 @@ class TrainConfig:
     embedding_norm: str = option(
         "l2", help="l2: normalize embeddings so the margin has a fixed scale; or none", choices=("l2", "none")
     )
-    crop_size: int = option(112, help="side of the square crop fed to the video subnet")
-    crop_scales: tuple[float, ...] = option(
-        (1.0, 0.875, 0.75, 0.66), help="multi-scale crop sides, as fractions of the short side"
-    )
     audio_context: float = option(10.0, help="seconds of audio features shipped around each clip")
-    shuffle_buffer: int = option(500, help="samples in the shuffle buffer")
-    workers: int = option(4, help="DataLoader workers per process")
-    epoch_size: int | None = option(None, help="samples per epoch over all ranks; streams resampled shards when set")
     val_clips: int = option(4, help="evenly spaced clips per validation video")
-    ckpt_every: int = option(500, help="steps between mid-epoch checkpoints")
-    keep_checkpoints: int = option(2, help="epoch checkpoints kept")
-    max_bad_steps: int = option(5, help="steps with a non-finite loss or gradient skipped before training stops")
-    resume: bool = option(False, help="continue the run in --out from its last checkpoint")
-    compile: bool = option(False, help="torch.compile the model")
-    seed: int = option(0, help="seed of weights, shuffles and pair draws")
-    device: str = option("auto", help="auto, cuda or cpu")
-    dist_timeout: float = option(
-        1800.0,
-        help="seconds a rank waits for a silent peer (a frozen node) before the job fails and torchrun can restart it",
-    )
-    log_every: int = option(10, help="steps between metric records")
-    audit: bool = option(False, help="write audit-rank<r>.jsonl per epoch: sample keys read and a weight checksum")
-    plain: bool | None = option(
-        None, help="plain progress lines instead of a bar (automatic without a terminal or with CI set)"
-    )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         validate(
             [
-                (self.epochs >= 1, "--epochs must be ≥ 1"),
                 (self.batch_size >= 2, "--batch-size must be ≥ 2 (easy negatives come from other videos of the batch)"),
-                (self.lr > 0, "--lr must be > 0"),
                 (self.margin > 0, "--margin must be > 0"),
-                (self.crop_size >= 16, "--crop-size must be ≥ 16"),
-                (all(0 < scale <= 1 for scale in self.crop_scales), "--crop-scales must lie in (0, 1]"),
                 (self.audio_context >= 2.5, "--audio-context must be ≥ 2.5 s to host hard negatives"),
-                (self.workers >= 0, "--workers must be ≥ 0"),
                 (self.val_clips >= 1, "--val-clips must be ≥ 1"),
-                (self.keep_checkpoints >= 1, "--keep-checkpoints must be ≥ 1"),
-                (self.max_bad_steps >= 0, "--max-bad-steps must be ≥ 0"),
-                (self.log_every >= 1, "--log-every must be ≥ 1"),
-                (self.epoch_size is None or self.epoch_size >= self.batch_size, "--epoch-size must be ≥ --batch-size"),
             ]
         )
 
@@ -119,7 +138,3 @@ class TrainConfig:
             embedding_norm=self.embedding_norm,
             sync_head=self.objective == "ce",
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly view (paths as strings)."""
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}

@@ -6,10 +6,9 @@ import argparse
 import sys
 
 from avts.config_cli import add_config_arguments, config_from_args
-from avts.console import USER_ERRORS, error_console, report_failure, report_interrupt
+from trainer.cli import run_command
 from trainer.finetune import finetune
 from trainer.finetune_config import FinetuneConfig
-from trainer.train import TrainError
 
 
 def parse_args(argv: list[str] | None) -> FinetuneConfig:
@@ -26,21 +25,7 @@ def parse_args(argv: list[str] | None) -> FinetuneConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `avts-finetune`; returns the process exit status."""
-    config = parse_args(argv)
-    console = error_console()
-    try:
-        result = finetune(config, console)
-    except (TrainError, *USER_ERRORS) as error:
-        return report_failure(console, "avts-finetune", error)
-    except KeyboardInterrupt:
-        return report_interrupt(
-            console,
-            "avts-finetune",
-            f"checkpoints so far are in {config.out / 'checkpoints'}; rerun the same command with --resume to "
-            "go on from the last one",
-        )
-    console.print(f"done: {result.global_step} steps; run folder {result.run_dir}")
-    return 0
+    return run_command("avts-finetune", finetune, parse_args(argv))
 
 
 if __name__ == "__main__":

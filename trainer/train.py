@@ -45,7 +45,7 @@ from trainer.checkpoint import (
     save_checkpoint,
     weights_are_finite,
 )
-from trainer.config import TrainConfig
+from trainer.config import LoopSettings, TrainConfig
 from trainer.curriculum import Curriculum
 from trainer.data import WINDOW, Batch, LoaderSpec, build_loader
 from trainer.evaluate import evaluate
@@ -75,38 +75,6 @@ class TrainState:
     loss_sum: float = 0.0  # loss summed over this epoch's applied steps taken before the last checkpoint (all ranks)
     loss_count: int = 0  # and how many there were
     bad_steps: int = 0  # steps whose gradient was not finite, over the whole run
-
-
-class LoopConfig(Protocol):
-    """The settings the loop reads; :class:`TrainConfig` and `avts-finetune`'s config both have them."""
-
-    @property
-    def out(self) -> Path: ...
-    @property
-    def epochs(self) -> int: ...
-    @property
-    def batch_size(self) -> int: ...
-    @property
-    def epoch_size(self) -> int | None: ...
-    @property
-    def workers(self) -> int: ...
-    @property
-    def ckpt_every(self) -> int: ...
-    @property
-    def keep_checkpoints(self) -> int: ...
-    @property
-    def max_bad_steps(self) -> int: ...
-    @property
-    def log_every(self) -> int: ...
-    @property
-    def audit(self) -> bool: ...
-    @property
-    def resume(self) -> bool: ...
-    @property
-    def compile(self) -> bool: ...
-    @property
-    def plain(self) -> bool | None: ...
-    def to_dict(self) -> dict[str, Any]: ...
 
 
 class StepResult(Protocol):
@@ -152,7 +120,7 @@ class Task(Protocol):
 class Run:
     """Everything a training run is made of; built once by :func:`start_run`."""
 
-    cfg: LoopConfig
+    cfg: LoopSettings
     runtime: distributed.Runtime
     console: Console
     model: nn.Module
@@ -300,7 +268,7 @@ def build_run(cfg: TrainConfig, runtime: distributed.Runtime, console: Console) 
 
 
 def start_run(
-    cfg: LoopConfig,
+    cfg: LoopSettings,
     runtime: distributed.Runtime,
     console: Console,
     model: nn.Module,
@@ -359,7 +327,7 @@ def init_weights(model: AVTSModel, checkpoint: Path, device: torch.device) -> No
 
 
 def resume_state(
-    cfg: LoopConfig,
+    cfg: LoopSettings,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     schedule: PlateauSchedule,
@@ -569,7 +537,7 @@ def check_bad_steps(run: Run, window: LogWindow) -> None:
         )
 
 
-def resumable_here(state: TrainState, cfg: LoopConfig) -> bool:
+def resumable_here(state: TrainState, cfg: LoopSettings) -> bool:
     """Mid-epoch checkpoints only where the loader's worker round-robin restarts, so resume is exact."""
     return state.step_in_epoch % max(cfg.workers, 1) == 0
 
