@@ -8,14 +8,13 @@ a task whose worker or node died (``task_retries``) and rebuilds lost pieces fro
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Hashable
 from typing import Any
 
 from pipeline.config import EncodeSettings, IngestConfig
 from pipeline.discover import ShardJob, VideoItem
 from pipeline.manifest import ShardPart
-from pipeline.ray_start import join_cluster, prepare_environment, start_embedded
+from pipeline.ray_start import EmbeddedRay, join_cluster, prepare_environment
 from pipeline.tasks import VideoReport, transcode_video, write_shard
 
 
@@ -39,12 +38,11 @@ class RayEngine:
             ) from error
         self._ray: Any = ray  # untyped use: Ray's stubs do not know handles are ObjectRefs
         self._started_here = not ray.is_initialized()
-        self._watchdog: subprocess.Popen[bytes] | None = None
-        if self._started_here:
-            if address:
-                join_cluster(ray, address, env)
-            else:
-                self._watchdog = start_embedded(ray, config.workers * config.threads_per_worker, env)
+        self._embedded: EmbeddedRay | None = None
+        if self._started_here and address:
+            join_cluster(ray, address, env)
+        elif self._started_here:
+            self._embedded = EmbeddedRay(ray, config.workers * config.threads_per_worker, env)
         self._transcode: Any = ray.remote(
             num_cpus=config.threads_per_worker, max_retries=config.task_retries, num_returns=2
         )(transcode_split)
@@ -83,8 +81,7 @@ class RayEngine:
 
     def close(self) -> None:
         """Shut down the local Ray this engine started (a joined cluster keeps running)."""
-        if self._started_here:
-            self._ray.shutdown()
-        if self._watchdog is not None:  # nothing left to watch
-            self._watchdog.kill()
-            self._watchdog.wait()
+        if self._embedded is not None:
+            self._embedded.stop()
+        elif self._started_here:
+            self._ray.shutdown()  # a joined cluster: only this driver disconnects

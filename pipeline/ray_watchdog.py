@@ -1,21 +1,32 @@
-"""``python -m pipeline.ray_watchdog DRIVER_PID SESSION_DIR``: kill an embedded Ray when its driver dies.
+"""``python -m pipeline.ray_watchdog DRIVER_PID``: kill an embedded Ray when its driver dies.
 
-Started detached (its own session) by :func:`pipeline.ray_start.start_watchdog`. It waits for the driver
-process to end, then kills what belonged to that Ray: the driver's descendants it last saw, and every
-process holding a file open under the session's own directory (unique to one ``ray.init``). Nothing else
-on the machine is touched, so another user's Ray cluster on the same host is safe. Linux only (``/proc``).
+Started detached (its own session) by :func:`pipeline.ray_start.start_watchdog` before ``ray.init``, so a driver
+killed while its Ray is still starting takes it along too. While the driver lives it notes, a few times a
+second, the driver's descendants and the Ray session directories named on their command lines (the GCS server's
+``--log_dir``, the raylet's socket paths: unique to one ``ray.init``). When the driver ends it kills what
+belonged to that Ray: the descendants it last saw, and every process holding a file open under one of those
+session directories (workers started after the last look, agents whose parent died). Nothing else on the
+machine is touched, so another user's Ray cluster on the same host is safe. SIGTERM means the driver has shut
+its Ray down: the watchdog then kills only what is left under the session directories and exits. Linux only
+(``/proc``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import signal
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
+
+STARTING_TICK_S = 0.2  # how often the driver's descendants are noted while no Ray session is known...
+TICK_S = 1.0  # ... and once one is (its directory then finds the processes started since)
+SESSION_DIR = re.compile(rb"(/[^\x00=]*/session_[^/\x00]+)/")  # as Ray names them: <temp dir>/session_<date>_<pid>
 
 
 def parents() -> dict[int, int]:
@@ -47,6 +58,18 @@ def descendants(root: int) -> set[int]:
     return found
 
 
+def session_dirs(pids: set[int]) -> set[str]:
+    """The Ray session directories named on the command lines of ``pids``."""
+    found: set[str] = set()
+    for pid in pids:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        found.update(os.fsdecode(match) for match in SESSION_DIR.findall(command))
+    return found
+
+
 def using(folder: str) -> set[int]:
     """Processes with a file open under ``folder``."""
     found = set()
@@ -72,34 +95,53 @@ def alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
 
 
-def wait_for_exit(pid: int, on_tick: Callable[[], None]) -> None:
-    """Return when ``pid`` has ended, calling ``on_tick`` about once a second meanwhile."""
+def wait_for_exit(pid: int, on_tick: Callable[[], float]) -> None:
+    """Return when ``pid`` has ended, calling ``on_tick`` meanwhile, again after the seconds it returns."""
+    tick_s = on_tick()
     try:
         handle = os.pidfd_open(pid)
     except OSError:  # kernels before 5.3: poll
         while alive(pid):
-            on_tick()
-            time.sleep(1.0)
+            time.sleep(tick_s)
+            tick_s = on_tick()
         return
-    while not select.select([handle], [], [], 1.0)[0]:
-        on_tick()
+    while not select.select([handle], [], [], tick_s)[0]:
+        tick_s = on_tick()
+
+
+class DriverDone(Exception):
+    """SIGTERM from the driver: it has shut its Ray down and goes on without it."""
+
+
+def driver_done(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM handler: stop watching."""
+    raise DriverDone
 
 
 def main() -> None:
-    """Watch the driver, then kill its Ray session."""
-    driver, session = int(sys.argv[1]), sys.argv[2]
+    """Watch the driver, then kill its Ray session: all of it when the driver dies; when the driver says it is
+    done with Ray (SIGTERM, after ``ray.shutdown``), what is left of the session only (e.g. agents that an
+    interrupted shutdown left running), since the driver's other children are none of our business."""
+    driver = int(sys.argv[1])
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, driver_done)
     seen: set[int] = set()
+    sessions: set[str] = set()
 
-    def remember() -> None:
-        seen.update(descendants(driver))
+    def remember() -> float:
+        found = descendants(driver)
+        seen.update(found)
+        sessions.update(session_dirs(found))
+        return TICK_S if sessions else STARTING_TICK_S
 
-    remember()
-    wait_for_exit(driver, remember)
+    try:
+        wait_for_exit(driver, remember)
+    except DriverDone:
+        seen = set()
     me = os.getpid()
     for _ in range(3):  # a few rounds: a raylet may still start a worker while we kill
-        victims = (seen | using(session)) - {me, driver}
+        victims = (seen | {pid for session in sessions for pid in using(session)}) - {me, driver}
         seen = set()
         for pid in victims:
             with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import pandas as pd
 import pytest
 
 from pipeline.cli import main
+from pipeline.ray_watchdog import alive, using
 from tests.conftest import REPO, make_av_clip
 from tests.ray_cluster import LocalRayCluster, free_ports, tree
 
@@ -155,6 +157,78 @@ def test_a_killed_driver_takes_its_ray_along(clips: Path, tmp_path: Path) -> Non
         deadline = time.monotonic() + 15
         while (
             left := {pid for pid in seen if Path(f"/proc/{pid}").exists() and pid != driver.pid}
+        ) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not left, f"{len(left)} Ray processes outlived their driver"
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+
+
+def command_line(pid: int) -> bytes:
+    """A process's command line (NUL-separated), empty once it has ended."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def ray_session_processes(session: str) -> set[int]:
+    """Live processes that name ``session`` on their command line or hold a file open under it."""
+    named = {int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()}
+    named = {pid for pid in named if session.encode() in command_line(pid)}
+    return {pid for pid in named | using(session) if alive(pid)}
+
+
+def ray_starting(driver: subprocess.Popen[str]) -> str:
+    """Wait until ``driver``'s Ray is half started (its raylet and dashboard agent are up, ``ray.init`` has not
+    returned); returns the Ray session's directory."""
+    deadline = time.monotonic() + 120
+    session, agents = None, False
+    while not (session and agents) and time.monotonic() < deadline:
+        assert driver.poll() is None, "the run ended before Ray started"
+        for pid in tree(driver.pid):
+            command = command_line(pid)
+            if match := re.search(rb"(/[^\x00=]*/session_[^/\x00]+)/sockets/raylet", command):
+                session = match.group(1).decode()
+            agents = agents or command.startswith(b"ray::DashboardAgent")
+        time.sleep(0.01)
+    assert session is not None, "no raylet started"
+    return session
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_a_driver_stopped_while_its_ray_starts_leaves_nothing(
+    clips: Path, tmp_path: Path, stop: signal.Signals
+) -> None:
+    """The worst moment: Ray's raylet and agents are starting and ``ray.init`` has not returned. SIGKILL: the
+    watchdog (once started only after ``ray.init``) takes Ray along. SIGTERM: the run ends as Ctrl-C does (Ray's
+    own handler, installed by ``ray.init``, used to exit with status 15 and leave the agents running). Ctrl-C: a
+    clean stop too."""
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "--src", str(clips), "--out", str(tmp_path / "shards"), *ARGS],
+        cwd=REPO,
+        env={**os.environ, "CI": "true"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        session = ray_starting(driver)
+        seen = tree(driver.pid)
+        assert not any(b"ray::IDLE" in command_line(pid) for pid in seen), "Ray's workers had started already"
+        os.kill(driver.pid, stop)
+        output, _ = driver.communicate(timeout=60)
+        if stop != signal.SIGKILL:
+            assert driver.returncode == 130, output
+            assert output.rstrip().endswith(
+                "avts-ingest: interrupted; complete shards are kept; rerun the same command to resume where it stopped"
+            )
+            assert "Traceback" not in output
+        deadline = time.monotonic() + 15
+        while (
+            left := ({pid for pid in seen if alive(pid)} | ray_session_processes(session)) - {driver.pid}
         ) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not left, f"{len(left)} Ray processes outlived their driver"
