@@ -365,6 +365,24 @@ def cli_commands(clips: list[Path], out_dir: Path, single_thread: bool, config) 
     return [cli_command(clip, out_dir / f"{clip.stem}.mkv", single_thread, config) for clip in clips]
 
 
+PLACEHOLDERS = {"--workdir": "$WORK", "--inputs": "$CLIPS"}  # as RESULTS.md's header explains them
+
+
+def command_arguments(given: list[str]) -> list[str]:
+    """The benchmark's arguments as RESULTS.md shows them: the scratch and clips folders as ``$WORK`` and
+    ``$CLIPS``, other paths made portable, all quoted for a shell."""
+    shown = []
+    for index, value in enumerate(given):
+        name, equals, _ = value.partition("=")
+        if equals and name in PLACEHOLDERS:
+            shown.append(f"{name}={PLACEHOLDERS[name]}")
+        elif index and given[index - 1] in PLACEHOLDERS:
+            shown.append(PLACEHOLDERS[given[index - 1]])
+        else:
+            shown.append(shlex.quote(portable_path(value)))
+    return shown
+
+
 def fresh_dir(path: Path) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
@@ -724,11 +742,9 @@ def main(argv: list[str] | None = None) -> int:
             "processes, shards or manifests), one file after another in the benchmark's process."
         )
 
-    source = (
-        f"ready clips from {portable_path(inputs_dir)}" if args.inputs else f"cut from {portable_path(args.sources)}"
-    )
+    source = "ready clips from `$CLIPS`" if args.inputs else f"cut from {portable_path(args.sources)}"
     given = sys.argv[1:] if argv is None else argv
-    command = "python " + shlex.join([portable_path(sys.argv[0]), *map(portable_path, given)])
+    command = "python " + " ".join([portable_path(sys.argv[0]), *command_arguments(given)])
     if 1 not in args.workers:
         report.notes.append("1 worker was not in --workers-list: no speedup or scaling efficiency.")
     body = "\n".join(
