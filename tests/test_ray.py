@@ -120,49 +120,31 @@ def test_embedded_ray_listens_on_loopback_only_with_a_token(clips: Path, tmp_pat
             os.killpg(driver.pid, signal.SIGKILL)
 
 
-def test_a_killed_driver_takes_its_ray_along(clips: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "CI": "true"}
-    driver = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.cli",
-            "--src",
-            str(clips),
-            "--out",
-            str(tmp_path / "shards"),
-            "--workers",
-            "2",
-            *ARGS,
-        ],
+INTERRUPTED = "avts-ingest: interrupted; complete shards are kept; rerun the same command to resume where it stopped"
+
+
+def ingest_driver(clips: Path, out: Path) -> subprocess.Popen[str]:
+    """``avts-ingest`` on the embedded Ray as its own process (and process group), output captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "--src", str(clips), "--out", str(out), "--workers", "2", *ARGS],
         cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        env={**os.environ, "CI": "true"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,
     )
-    try:
-        deadline = time.monotonic() + 120
-        seen: set[int] = set()
-        while time.monotonic() < deadline and not list((tmp_path / "shards").glob("*.tar")):
-            seen |= tree(driver.pid)
-            assert driver.poll() is None, "the run ended before it could be killed"
-            time.sleep(0.1)
+
+
+def seen_until_first_shard(driver: subprocess.Popen[str], out: Path) -> set[int]:
+    """The driver's processes, looked at until its first shard appears."""
+    deadline = time.monotonic() + 120
+    seen: set[int] = set()
+    while time.monotonic() < deadline and not list(out.glob("*.tar")):
         seen |= tree(driver.pid)
-        assert any(
-            b"raylet" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in seen if Path(f"/proc/{pid}").exists()
-        ), "no Ray started"
-        os.kill(driver.pid, signal.SIGKILL)  # the driver alone: its Ray must follow
-        driver.wait(timeout=10)
-        deadline = time.monotonic() + 15
-        while (
-            left := {pid for pid in seen if Path(f"/proc/{pid}").exists() and pid != driver.pid}
-        ) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not left, f"{len(left)} Ray processes outlived their driver"
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
+        assert driver.poll() is None, "the run ended before it could be stopped"
+        time.sleep(0.1)
+    return seen | tree(driver.pid)
 
 
 def command_line(pid: int) -> bytes:
@@ -178,6 +160,30 @@ def ray_session_processes(session: str) -> set[int]:
     named = {int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()}
     named = {pid for pid in named if session.encode() in command_line(pid)}
     return {pid for pid in named | using(session) if alive(pid)}
+
+
+def assert_all_end(driver: subprocess.Popen[str], seen: set[int], session: str | None = None) -> None:
+    """Within 15 s, none of ``seen`` (but the driver) is alive, nor anything of the Ray ``session``."""
+    deadline = time.monotonic() + 15
+    while (
+        left := ({pid for pid in seen if alive(pid)} | (ray_session_processes(session) if session else set()))
+        - {driver.pid}
+    ) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"{len(left)} Ray processes outlived their driver"
+
+
+def test_a_killed_driver_takes_its_ray_along(clips: Path, tmp_path: Path) -> None:
+    driver = ingest_driver(clips, tmp_path / "shards")
+    try:
+        seen = seen_until_first_shard(driver, tmp_path / "shards")
+        assert any(b"raylet" in command_line(pid) for pid in seen), "no Ray started"
+        os.kill(driver.pid, signal.SIGKILL)  # the driver alone: its Ray must follow
+        driver.wait(timeout=10)
+        assert_all_end(driver, seen)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
 
 
 def ray_starting(driver: subprocess.Popen[str]) -> str:
@@ -205,15 +211,7 @@ def test_a_driver_stopped_while_its_ray_starts_leaves_nothing(
     watchdog (once started only after ``ray.init``) takes Ray along. SIGTERM: the run ends as Ctrl-C does (Ray's
     own handler, installed by ``ray.init``, used to exit with status 15 and leave the agents running). Ctrl-C: a
     clean stop too."""
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "--src", str(clips), "--out", str(tmp_path / "shards"), *ARGS],
-        cwd=REPO,
-        env={**os.environ, "CI": "true"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    driver = ingest_driver(clips, tmp_path / "shards")
     try:
         session = ray_starting(driver)
         seen = tree(driver.pid)
@@ -222,16 +220,9 @@ def test_a_driver_stopped_while_its_ray_starts_leaves_nothing(
         output, _ = driver.communicate(timeout=60)
         if stop != signal.SIGKILL:
             assert driver.returncode == 130, output
-            assert output.rstrip().endswith(
-                "avts-ingest: interrupted; complete shards are kept; rerun the same command to resume where it stopped"
-            )
+            assert output.rstrip().endswith(INTERRUPTED)
             assert "Traceback" not in output
-        deadline = time.monotonic() + 15
-        while (
-            left := ({pid for pid in seen if alive(pid)} | ray_session_processes(session)) - {driver.pid}
-        ) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not left, f"{len(left)} Ray processes outlived their driver"
+        assert_all_end(driver, seen, session)
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
@@ -243,36 +234,15 @@ def test_a_terminated_driver_stops_its_ray_cleanly_and_the_rerun_resumes(
     """SIGTERM (``kill``, ``docker stop``, a scheduler's preemption) during an embedded-Ray run: Ray's own SIGTERM
     handler (a C++ stack trace, then exit) does not replace avts-ingest's clean stop."""
     out = tmp_path / "shards"
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "--src", str(clips), "--out", str(out), "--workers", "2", *ARGS],
-        cwd=REPO,
-        env={**os.environ, "CI": "true"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    driver = ingest_driver(clips, out)
     try:
-        deadline = time.monotonic() + 120
-        seen: set[int] = set()
-        while time.monotonic() < deadline and not list(out.glob("*.tar")):
-            seen |= tree(driver.pid)
-            assert driver.poll() is None, "the run ended before it could be stopped"
-            time.sleep(0.1)
-        seen |= tree(driver.pid)
+        seen = seen_until_first_shard(driver, out)
         os.kill(driver.pid, signal.SIGTERM)
         output, _ = driver.communicate(timeout=60)
         assert driver.returncode == 130, output
-        assert output.rstrip().endswith(
-            "avts-ingest: interrupted; complete shards are kept; rerun the same command to resume where it stopped"
-        )
+        assert output.rstrip().endswith(INTERRUPTED)
         assert "Traceback" not in output and "SIGTERM received" not in output
-        deadline = time.monotonic() + 15
-        while (
-            left := {pid for pid in seen if Path(f"/proc/{pid}").exists() and pid != driver.pid}
-        ) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not left, f"{len(left)} Ray processes outlived their driver"
+        assert_all_end(driver, seen)
         names = [p.name for p in out.iterdir()] + [p.name for p in (tmp_path / "manifests" / "parts").iterdir()]
         assert not [name for name in names if ".tmp-" in name]
         kept = len(list(out.glob("*.tar")))
