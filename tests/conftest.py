@@ -8,6 +8,7 @@ that folder exists; those tests are skipped, saying so, when it does not.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("AVTS_SHARED_DATA") or REPO.parent / "shared" / "data")
+
+# A test run started in the background (`nohup`, `command &` in a script) inherits SIGINT ignored, and Python then
+# leaves it ignored, so the Ctrl-C tests would see their interrupt vanish. Python's own handler here makes it
+# arrive, in this process and in the commands the tests start (exec turns a caught signal back to the default).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
