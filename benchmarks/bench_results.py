@@ -117,6 +117,22 @@ def run_module(command: list[str], log: Path, env: dict[str, str] | None = None)
     return time.monotonic() - started
 
 
+def make_synthetic_videos(
+    out: Path, videos: int, duration_s: float, log: Path, *extra: str, env: dict[str, str] | None = None
+) -> float:
+    """``avts-synth``: ``videos`` synthetic 64-px videos of ``duration_s`` seconds in ``out``, on 2 workers (``extra``:
+    more flags, e.g. ``--seed``); returns the wall time."""
+    command = ["pipeline.synth_cli", "--out", str(out), "--videos", str(videos), "--duration", f"{duration_s:g}"]
+    return run_module([*command, "--size", "64", "--workers", "2", *extra], log, env)
+
+
+def ingest_small_videos(src: Path, shards: Path, log: Path, *extra: str, env: dict[str, str] | None = None) -> float:
+    """``avts-ingest`` of small (64-px) videos at short side 64 with the process pool on 2 workers (``extra``: more
+    flags, e.g. ``--shard-size``); returns the wall time."""
+    command = ["pipeline.cli", "--src", str(src), "--out", str(shards), "--engine", "processes", "--workers", "2"]
+    return run_module([*command, "--short-side", "64", *extra], log, env)
+
+
 def write_section(path: Path, title: str, body: str) -> None:
     """Replace the section ``## <title>`` of a markdown file (or append it), leaving the rest untouched."""
     text = path.read_text() if path.exists() else "# Benchmark results\n"

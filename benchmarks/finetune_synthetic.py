@@ -28,7 +28,7 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "benchmarks")]
 
-from bench_results import machine_line, run_module  # noqa: E402
+from bench_results import ingest_small_videos, machine_line, make_synthetic_videos, run_module  # noqa: E402
 
 PRETRAIN = ["--recipe", "cpu-demo", "--workers", "1"]
 
@@ -56,26 +56,7 @@ def labeled_split(work: Path, classes: int, per_class: int, train_per_class: int
     """Labeled videos, their split files and their train/test shards; returns the shard folder."""
     videos, shards = work / "labeled", work / "labeled_data" / "shards"
     if not (shards / "0000.tar").exists():
-        run_module(
-            [
-                "pipeline.synth_cli",
-                "--out",
-                str(videos),
-                "--videos",
-                str(classes * per_class),
-                "--classes",
-                str(classes),
-                "--duration",
-                "4",
-                "--size",
-                "64",
-                "--seed",
-                "1",
-                "--workers",
-                "2",
-            ],
-            log,
-        )
+        make_synthetic_videos(videos, classes * per_class, 4, log, "--classes", str(classes), "--seed", "1")
         train, test = [], []
         for folder in sorted(videos.iterdir()):
             names = sorted(path.name for path in folder.iterdir())
@@ -83,27 +64,8 @@ def labeled_split(work: Path, classes: int, per_class: int, train_per_class: int
             test += [f"{folder.name}/{name}" for name in names[train_per_class:]]
         (work / "trainlist01.txt").write_text("\n".join(train) + "\n")
         (work / "testlist01.txt").write_text("\n".join(test) + "\n")
-        run_module(
-            [
-                "pipeline.cli",
-                "--src",
-                str(videos),
-                "--out",
-                str(shards),
-                "--engine",
-                "processes",
-                "--workers",
-                "2",
-                "--short-side",
-                "64",
-                "--shard-size",
-                "16",
-                "--split-file",
-                str(work / "trainlist01.txt"),
-                str(work / "testlist01.txt"),
-            ],
-            log,
-        )
+        split_files = (str(work / "trainlist01.txt"), str(work / "testlist01.txt"))
+        ingest_small_videos(videos, shards, log, "--shard-size", "16", "--split-file", *split_files)
     return shards
 
 
@@ -111,44 +73,8 @@ def pretrain(work: Path, videos: int, epochs: int, epoch_size: int, device: str,
     """AVTS pretraining on a separate unlabeled synthetic set; returns the checkpoint, wall time, last epoch."""
     shards, run = work / "pretrain_data" / "shards", work / "pretrain"
     if not (shards / "0000.tar").exists():
-        run_module(
-            [
-                "pipeline.synth_cli",
-                "--out",
-                str(work / "pretrain_videos"),
-                "--videos",
-                str(videos),
-                "--duration",
-                "6",
-                "--size",
-                "64",
-                "--seed",
-                "2",
-                "--workers",
-                "2",
-            ],
-            log,
-        )
-        run_module(
-            [
-                "pipeline.cli",
-                "--src",
-                str(work / "pretrain_videos"),
-                "--out",
-                str(shards),
-                "--engine",
-                "processes",
-                "--workers",
-                "2",
-                "--short-side",
-                "64",
-                "--shard-size",
-                "16",
-                "--val-fraction",
-                "0.1",
-            ],
-            log,
-        )
+        make_synthetic_videos(work / "pretrain_videos", videos, 6, log, "--seed", "2")
+        ingest_small_videos(work / "pretrain_videos", shards, log, "--shard-size", "16", "--val-fraction", "0.1")
     wall = 0.0
     if not (run / "checkpoints" / f"epoch-{epochs:04d}.pt").exists():
         wall = run_module(

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 ONE_BLAS_THREAD = {"OMP_NUM_THREADS": "1"}  # the steps run as subprocesses, their math libraries one thread each
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
-from bench_results import machine_line, run_module  # noqa: E402
+from bench_results import ingest_small_videos, machine_line, make_synthetic_videos, run_module  # noqa: E402
 
 from trainer.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from trainer.downstream.sync_cli import main as sync_main  # noqa: E402
@@ -71,45 +71,18 @@ TRAIN_ARGS = [
 def train_model(work: Path, videos: int, epochs: int) -> Path:
     """Synthetic training data, ingested at short side 64, and the small model; returns its checkpoint."""
     if not (work / "videos").is_dir():
-        run_module(
-            [
-                "pipeline.synth_cli",
-                "--out",
-                str(work / "videos"),
-                "--videos",
-                str(videos),
-                "--duration",
-                "6",
-                "--size",
-                "64",
-                "--workers",
-                "2",
-            ],
-            work / "synth.log",
-            ONE_BLAS_THREAD,
-        )
+        make_synthetic_videos(work / "videos", videos, 6, work / "synth.log", env=ONE_BLAS_THREAD)
     if not (work / "shards" / "0000.tar").exists():
-        run_module(
-            [
-                "pipeline.cli",
-                "--src",
-                str(work / "videos"),
-                "--out",
-                str(work / "shards"),
-                "--engine",
-                "processes",
-                "--workers",
-                "2",
-                "--shard-size",
-                "32",
-                "--short-side",
-                "64",
-                "--val-fraction",
-                "0.08",
-                "--plain",
-            ],
+        ingest_small_videos(
+            work / "videos",
+            work / "shards",
             work / "ingest.log",
-            ONE_BLAS_THREAD,
+            "--shard-size",
+            "32",
+            "--val-fraction",
+            "0.08",
+            "--plain",
+            env=ONE_BLAS_THREAD,
         )
     checkpoint = work / "run" / "checkpoints" / "last.pt"
     if not checkpoint.exists():
@@ -154,26 +127,16 @@ def test_files(work: Path, offsets: list[float], per_offset: int, duration: floa
     for offset in offsets:
         folder = work / "test" / f"offset{offset:+.2f}"
         if len(list(folder.glob("*.mp4"))) < per_offset:
-            run_module(
-                [
-                    "pipeline.synth_cli",
-                    "--out",
-                    str(folder),
-                    "--videos",
-                    str(per_offset),
-                    "--duration",
-                    str(duration),
-                    "--size",
-                    "64",
-                    "--seed",
-                    "1",
-                    "--audio-offset",
-                    str(offset),
-                    "--workers",
-                    "2",
-                ],
+            make_synthetic_videos(
+                folder,
+                per_offset,
+                duration,
                 work / "test-synth.log",
-                ONE_BLAS_THREAD,
+                "--seed",
+                "1",
+                "--audio-offset",
+                str(offset),
+                env=ONE_BLAS_THREAD,
             )
         files[offset] = sorted(folder.glob("*.mp4"))[:per_offset]
     return files

@@ -316,80 +316,73 @@ def _finish(
         raise MediaError("too short", f"{encoded.frames / VIDEO_FPS:.2f} s < {settings.min_duration} s")
     if not audio.started and info.has_audio:
         raise MediaError("corrupt", errors[-1] if errors else "no decodable audio")
+    kept = _Kept(item, settings, encoded, decoded, damage, info, video.rotation)
     if not audio.started:  # no audio stream, kept with keep_without_audio
-        return _without_audio(item, settings, encoded, decoded, damage, info, video.rotation)
+        return kept.without_audio()
     placed = audio.finish(encoded.start_s, encoded.frames)
     if placed.covered_samples < settings.min_duration * AUDIO_SAMPLE_RATE:
         raise MediaError("audio too short", f"covers {placed.covered_samples / AUDIO_SAMPLE_RATE:.2f} s")
     if placed.level_dbfs < SILENCE_DBFS:
         if settings.keep_without_audio:
-            return _without_audio(item, settings, encoded, decoded, damage, info, video.rotation)
+            return kept.without_audio()
         raise MediaError("silent audio", f"RMS {placed.level_dbfs:.0f} dBFS")
-    facts = ingest_facts(placed, damage, decoded)
-    audio_pad_s = placed.pad_samples / AUDIO_SAMPLE_RATE
-    return _sample(item, settings, encoded, decoded, damage, info, video.rotation, placed.fbank, facts, audio_pad_s)
+    return kept.sample(placed.fbank, ingest_facts(placed, kept), placed.pad_samples / AUDIO_SAMPLE_RATE)
 
 
-def _without_audio(
-    item: VideoItem,
-    settings: EncodeSettings,
-    encoded: EncodedVideo,
-    decoded: Decoded,
-    damage: tuple[str, str] | None,
-    info: SourceInfo,
-    rotation: float,
-) -> Transcoded:
-    """The sample of a video kept without (audible) audio: its features are those of silence."""
-    facts = IngestFacts(
-        truncated=damage is not None and damage[0] == "truncated",
-        lost_s=round(max(decoded.video.lost_s, decoded.audio.lost_s), 3),
-        audible=False,
-    )
-    frames = feature_frames_for(encoded.frames)
-    fbank = np.broadcast_to(silent_features(), (frames, FBANK_FILTERS)).astype(FBANK_DTYPE)
-    return _sample(item, settings, encoded, decoded, damage, info, rotation, fbank, facts, 0.0)
+@dataclass(frozen=True)
+class _Kept:
+    """A video that passed every check: what its sample is made from, whatever its audio."""
+
+    item: VideoItem
+    settings: EncodeSettings
+    encoded: EncodedVideo
+    decoded: Decoded
+    damage: tuple[str, str] | None
+    info: SourceInfo
+    rotation: float
+
+    def damage_facts(self) -> dict[str, Any]:
+        """The manifest's damage columns (a file kept with ``keep_truncated``)."""
+        lost_s = max(self.decoded.video.lost_s, self.decoded.audio.lost_s)
+        return {"truncated": self.damage is not None and self.damage[0] == "truncated", "lost_s": round(lost_s, 3)}
+
+    def without_audio(self) -> Transcoded:
+        """The sample of a video kept without (audible) audio: its features are those of silence."""
+        frames = feature_frames_for(self.encoded.frames)
+        fbank = np.broadcast_to(silent_features(), (frames, FBANK_FILTERS)).astype(FBANK_DTYPE)
+        return self.sample(fbank, IngestFacts(**self.damage_facts(), audible=False), 0.0)
+
+    def sample(self, fbank: np.ndarray, facts: IngestFacts, audio_pad_s: float) -> Transcoded:
+        """The finished sample (stored video, features, metadata) and what the manifest records of it; sizes are
+        reported as displayed, i.e. swapped by a quarter-turn rotation, as the stored video shows them."""
+        item, encoded, info, damage = self.item, self.encoded, self.info, self.damage
+        if round(self.rotation) % 180 != 0:
+            info = replace(info, width=info.height, height=info.width)
+        meta = SampleMeta(
+            key=item.key,
+            source=item.relpath,
+            label=item.label,
+            duration_s=encoded.frames / VIDEO_FPS,
+            source_start_s=encoded.start_s,
+            frames=encoded.frames,
+            fps=info.fps or 0.0,
+            width=info.width or 0,
+            height=info.height or 0,
+            stored_width=encoded.width,
+            stored_height=encoded.height,
+            audio_sample_rate=info.audio_sample_rate or 0,
+            audio_channels=info.audio_channels or 0,
+            audio_pad_s=audio_pad_s,
+            mp3=self.settings.mp3,
+            audio_stream=info.audio_stream,
+            **asdict(facts),
+        )
+        sample = Sample(item.key, encoded.data, fbank, meta)
+        detail = f"{damage[0]}: {damage[1]}" if damage else None
+        return Transcoded(sample, info, len(self.decoded.errors), facts, detail)
 
 
-def _sample(
-    item: VideoItem,
-    settings: EncodeSettings,
-    encoded: EncodedVideo,
-    decoded: Decoded,
-    damage: tuple[str, str] | None,
-    info: SourceInfo,
-    rotation: float,
-    fbank: np.ndarray,
-    facts: IngestFacts,
-    audio_pad_s: float,
-) -> Transcoded:
-    """The finished sample (stored video, features, metadata) and what the manifest records of it; sizes are
-    reported as displayed, i.e. swapped by a quarter-turn rotation, as the stored video shows them."""
-    if round(rotation) % 180 != 0:
-        info = replace(info, width=info.height, height=info.width)
-    meta = SampleMeta(
-        key=item.key,
-        source=item.relpath,
-        label=item.label,
-        duration_s=encoded.frames / VIDEO_FPS,
-        source_start_s=encoded.start_s,
-        frames=encoded.frames,
-        fps=info.fps or 0.0,
-        width=info.width or 0,
-        height=info.height or 0,
-        stored_width=encoded.width,
-        stored_height=encoded.height,
-        audio_sample_rate=info.audio_sample_rate or 0,
-        audio_channels=info.audio_channels or 0,
-        audio_pad_s=audio_pad_s,
-        mp3=settings.mp3,
-        audio_stream=info.audio_stream,
-        **asdict(facts),
-    )
-    sample = Sample(item.key, encoded.data, fbank, meta)
-    return Transcoded(sample, info, len(decoded.errors), facts, f"{damage[0]}: {damage[1]}" if damage else None)
-
-
-def ingest_facts(placed: AudioResult, damage: tuple[str, str] | None, decoded: Decoded) -> IngestFacts:
+def ingest_facts(placed: AudioResult, kept: _Kept) -> IngestFacts:
     """The manifest's account of how the audio was placed and what was damaged."""
     timing = placed.timing
     return IngestFacts(
@@ -398,6 +391,5 @@ def ingest_facts(placed: AudioResult, damage: tuple[str, str] | None, decoded: D
         audio_overlaps=len(timing.overlaps),
         audio_overlap_s=timing.overlap_samples / AUDIO_SAMPLE_RATE,
         audio_drift_ms=round(1000 * timing.max_drift / AUDIO_SAMPLE_RATE, 3),
-        truncated=damage is not None and damage[0] == "truncated",
-        lost_s=round(max(decoded.video.lost_s, decoded.audio.lost_s), 3),
+        **kept.damage_facts(),
     )

@@ -51,6 +51,14 @@ def run_cli(
     )
 
 
+def ingest_with_pool(src: Path, out: Path, *flags: str, workers: int = 2) -> None:
+    """``avts-ingest --src SRC --out OUT`` on the local process pool with ``flags``; fails the test if it fails."""
+    result = run_cli(
+        "pipeline.cli", "--src", str(src), "--out", str(out), "--workers", str(workers), "--engine", "processes", *flags
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def torchrun_command(module: str, *args: str, processes: int = 2) -> list[str]:
     """``python -m torch.distributed.run --standalone`` starting ``processes`` ranks of ``python -m module args``."""
     return [
@@ -136,22 +144,5 @@ def synth_videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def train_shards(synth_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Shards ingested from :func:`synth_videos`: ``<root>/shards`` and ``<root>/manifests``."""
     root = tmp_path_factory.mktemp("train_data")
-    result = run_cli(
-        "pipeline.cli",
-        "--src",
-        str(synth_videos),
-        "--out",
-        str(root / "shards"),
-        "--workers",
-        "2",
-        "--engine",
-        "processes",
-        "--shard-size",
-        "2",
-        "--val-fraction",
-        "0.25",
-        "--short-side",
-        "64",
-    )
-    assert result.returncode == 0, result.stderr
+    ingest_with_pool(synth_videos, root / "shards", "--shard-size", "2", "--val-fraction", "0.25", "--short-side", "64")
     return root

@@ -17,7 +17,7 @@ import pytest
 
 from avts.schema import Sample
 from pipeline.synth import SynthConfig, generate, read_events
-from tests.conftest import run_cli
+from tests.conftest import ingest_with_pool
 from trainer.inspect import (
     brightness,
     draw_batch,
@@ -46,22 +46,7 @@ def late_audio(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Two avts-synth videos whose sound lags the picture by 0.2 s, and their ingested shards."""
     root = tmp_path_factory.mktemp("late_audio")
     generate(SynthConfig(out=root / "src", videos=2, duration=4.0, size=64, seed=5, workers=1, audio_offset=0.2))
-    result = run_cli(
-        "pipeline.cli",
-        "--src",
-        str(root / "src"),
-        "--out",
-        str(root / "shards"),
-        "--workers",
-        "1",
-        "--engine",
-        "processes",
-        "--val-fraction",
-        "0",
-        "--short-side",
-        "64",
-    )
-    assert result.returncode == 0, result.stderr
+    ingest_with_pool(root / "src", root / "shards", "--val-fraction", "0", "--short-side", "64", workers=1)
     return root / "src", root / "shards"
 
 

@@ -18,7 +18,7 @@ import pytest
 from rich.console import Console
 
 from pipeline.synth import SynthConfig, generate
-from tests.conftest import run_cli
+from tests.conftest import ingest_with_pool
 from trainer.cli import parse_args
 from trainer.config import TrainConfig
 from trainer.recipes import RECIPES, get_recipe, recipe_config, unknown_fields
@@ -34,24 +34,9 @@ def synth_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Shards of :data:`VIDEOS` synthetic videos; ``<root>/shards`` and ``<root>/manifests``."""
     root = tmp_path_factory.mktemp("learning")
     generate(SynthConfig(out=root / "videos", videos=VIDEOS, duration=4.0, size=48, seed=11, workers=2))
-    result = run_cli(
-        "pipeline.cli",
-        "--src",
-        str(root / "videos"),
-        "--out",
-        str(root / "shards"),
-        "--workers",
-        "2",
-        "--engine",
-        "processes",
-        "--shard-size",
-        "16",
-        "--short-side",
-        "48",
-        "--val-fraction",
-        "0.25",
+    ingest_with_pool(
+        root / "videos", root / "shards", "--shard-size", "16", "--short-side", "48", "--val-fraction", "0.25"
     )
-    assert result.returncode == 0, result.stderr
     return root / "shards"
 
 
