@@ -32,6 +32,7 @@ from trainer.cli import main as train_main
 from trainer.cli import parse_args as train_parse_args
 from trainer.downstream.sync_cli import parse_args as sync_parse_args
 from trainer.finetune_cli import parse_args as finetune_parse_args
+from trainer.metrics import MetricsLog
 from trainer.train import RUN_LOCK, epoch_line
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -141,6 +142,45 @@ def test_ctrl_c_says_where_the_checkpoints_are_and_resume_goes_on(train_shards: 
     result = run([*command, "--resume"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert [e["epoch"] for e in records(out, "epoch")] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("moment", ["before", "after"])
+def test_a_stop_next_to_the_epoch_checkpoint_keeps_every_epoch_record_once(
+    moment: str, train_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C that landed after ``epoch-0001.pt`` was saved but before epoch 1's record was written lost that
+    record for good: the resumed run started at epoch 2 (CI, test_ctrl_c_says_where_the_checkpoints_are...)."""
+    out = tmp_path / "run"
+    real_save = trainer.train.save_checkpoint
+
+    def stopped_at_the_first_epoch_end(folder: Path, content: dict, epoch_end: int | None = None, **kw: object) -> Path:
+        if epoch_end == 1 and moment == "before":
+            raise KeyboardInterrupt
+        saved = real_save(folder, content, epoch_end, **kw)
+        if epoch_end == 1:
+            raise KeyboardInterrupt
+        return saved
+
+    arguments = ["--shards", str(train_shards / "shards"), "--out", str(out), "--device", "cpu", *TINY]
+    arguments += ["--epochs", "2", "--workers", "0"]
+    with monkeypatch.context() as patch, contextlib.redirect_stderr(io.StringIO()):
+        patch.setattr(trainer.train, "save_checkpoint", stopped_at_the_first_epoch_end)
+        assert train_main(arguments) == 130
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert train_main([*arguments, "--resume"]) == 0
+    assert [e["epoch"] for e in records(out, "epoch")] == [0, 1]
+
+
+def test_a_metrics_line_cut_short_by_a_full_disk_is_left_out_and_dropped_on_resume(tmp_path: Path) -> None:
+    log = MetricsLog(tmp_path)
+    log.write("step", step=1, loss=0.5)
+    log.write("epoch", epoch=0, step=1, train_loss=0.5)
+    with log.path.open("a") as handle:
+        handle.write('{"kind": "step", "step": 2, "lo')  # what a disk that filled mid-append leaves
+    assert [r["kind"] for r in log.read()] == ["step", "epoch"]
+    log.keep_until(global_step=1, epochs_done=1)
+    log.write("step", step=2, loss=0.4)
+    assert [(r["kind"], r["step"]) for r in log.read()] == [("step", 1), ("epoch", 1), ("step", 2)]
 
 
 def test_a_second_run_into_the_same_folder_is_refused(train_shards: Path, tmp_path: Path) -> None:

@@ -28,14 +28,21 @@ class MetricsLog:
             handle.write(json.dumps({"kind": kind, **values}) + "\n")
 
     def read(self) -> list[dict[str, Any]]:
-        """All records so far (a resumed run appends to the same file)."""
+        """All records so far (a resumed run appends to the same file). A last line cut short (a disk that
+        filled, or a kill, while it was appended) is not a record: it is left out, and a resume drops it."""
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        text = self.path.read_text()
+        lines = [line for line in text.splitlines() if line.strip()]
+        if lines and not text.endswith("\n"):
+            lines.pop()
+        return [json.loads(line) for line in lines]
 
     def keep_until(self, global_step: int, epochs_done: int) -> None:
         """Drop the records a resumed run will write again: steps after ``global_step``, epochs from
         ``epochs_done`` on (the killed run got further than its last checkpoint)."""
+        if not self.path.exists():
+            return
         kept = [
             record
             for record in self.read()

@@ -326,6 +326,13 @@ def init_weights(model: AVTSModel, checkpoint: Path, device: torch.device) -> No
         raise TrainError(f"{checkpoint} does not hold AVTS weights for this architecture")
 
 
+def fresh_state(cfg: LoopSettings, runtime: distributed.Runtime) -> TrainState:
+    """The state of a new run; the records of a run stopped there before its first checkpoint are dropped."""
+    if runtime.is_main:
+        MetricsLog(cfg.out).keep_until(0, 0)
+    return TrainState()
+
+
 def resume_state(
     cfg: LoopSettings,
     model: nn.Module,
@@ -340,14 +347,14 @@ def resume_state(
     if not cfg.resume:
         if folder.exists() and any(folder.glob("*.pt")):
             raise TrainError(f"{cfg.out} already holds a run: pass --resume to continue it, or choose another --out")
-        return TrainState()
+        return fresh_state(cfg, runtime)
     try:
         saved = load_resumable(folder, runtime.device, console)
     except CheckpointError as error:
         raise TrainError(str(error)) from None
     if saved is None:
         console.print(f"[bold yellow]--resume: no checkpoint in {folder}; starting a new run there")
-        return TrainState()
+        return fresh_state(cfg, runtime)
     try:
         model.load_state_dict(saved["model"])
     except RuntimeError as error:
@@ -432,7 +439,7 @@ def train_one_epoch(run: Run, epoch: int) -> EpochStats:
 
 
 def finish_epoch(run: Run, epoch: int, stats: EpochStats) -> dict[str, Any]:
-    """Validate, step the LR schedule, checkpoint, record and plot; returns the epoch's record."""
+    """Validate, step the LR schedule, record, checkpoint and plot; returns the epoch's record."""
     results = run.task.evaluate(run, epoch) if run.runtime.is_main else {}
     distributed.barrier(run.runtime)
     run.schedule.step(stats.train_loss)
@@ -447,9 +454,10 @@ def finish_epoch(run: Run, epoch: int, stats: EpochStats) -> dict[str, Any]:
     if run.cfg.audit:
         write_audit(run, epoch)
     run.state = TrainState(epoch=epoch + 1, global_step=run.state.global_step, bad_steps=run.state.bad_steps)
+    if run.runtime.is_main:  # before the checkpoint: a run stopped between the two drops it on resume, never loses it
+        run.log.write("epoch", **record)
     save_run(run, None, epoch_end=epoch + 1)
     if run.runtime.is_main:
-        run.log.write("epoch", **record)
         run.task.plot(run.cfg.out)
         run.console.print(epoch_line(record, run.task.shown))
     distributed.barrier(run.runtime)
