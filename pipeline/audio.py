@@ -436,7 +436,7 @@ class AudioTrack:
         assert self._resampler is not None
         source_frame = round(frame.samples * AUDIO_SAMPLE_RATE / frame.sample_rate)
         for out in self._resampler.resample(frame):
-            self._timeline.place(out.to_ndarray().reshape(-1), _grid_position(out), after_loss, source_frame)
+            self._timeline.place(out.to_ndarray().reshape(-1), grid_position(out), after_loss, source_frame)
 
     def video_progress(self, start_s: float | None, frames: int) -> None:
         """The stored video so far: the source time of its first frame (once known) and its frame count."""
@@ -473,12 +473,18 @@ class AudioTrack:
     def _flush_resampler(self) -> None:
         if self._resampler is not None:
             for out in self._resampler.resample(None):
-                self._timeline.place(out.to_ndarray().reshape(-1), _grid_position(out), False, 0)
+                self._timeline.place(out.to_ndarray().reshape(-1), grid_position(out), False, 0)
             self._resampler = None
 
 
-def _grid_position(frame: av.AudioFrame) -> int | None:
+def grid_position(frame: av.AudioFrame) -> int | None:
     """Where a resampled frame starts, in 16 kHz samples from source time 0; None without a timestamp."""
-    if frame.pts is None or frame.time_base is None:
+    time_base = frame.time_base
+    if frame.pts is None or time_base is None:
         return None
-    return round(frame.pts * frame.time_base * AUDIO_SAMPLE_RATE)
+    if time_base.numerator == 1 and time_base.denominator == AUDIO_SAMPLE_RATE:  # the resampler's own clock
+        return frame.pts
+    quotient, remainder = divmod(frame.pts * time_base.numerator * AUDIO_SAMPLE_RATE, time_base.denominator)
+    return quotient + (
+        2 * remainder > time_base.denominator or (2 * remainder == time_base.denominator and quotient % 2)
+    )

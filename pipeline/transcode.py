@@ -234,7 +234,12 @@ def decode_streams(
                 continue
             for frame in frames:
                 if isinstance(frame, av.VideoFrame):
-                    duration = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else 0
+                    time_base = frame.time_base
+                    duration = (
+                        frame.duration * time_base.numerator / time_base.denominator
+                        if frame.duration and time_base
+                        else 0
+                    )
                     coverage.frame(frame.time, duration or frame_s)
                     video.push(frame)
                     audio.video_progress(video.start_s, video.frames)

@@ -68,6 +68,7 @@ class VideoResampler:
         self._muxer: av.container.OutputContainer | None = None
         self._stream: av.VideoStream | None = None
         self._first_pts: int | None = None
+        self._start_s: float | None = None  # source time of stored frame 0 (asked after every frame: kept)
         self._frames = 0
         self.decoded = 0  # source frames pushed
         self.rotation = 0.0
@@ -80,7 +81,7 @@ class VideoResampler:
     @property
     def start_s(self) -> float | None:
         """Source time of stored frame 0, once the first frame has come out of the filters."""
-        return None if self._first_pts is None else float(self._first_pts * _OUTPUT_TIME_BASE)
+        return self._start_s
 
     def push(self, frame: av.VideoFrame) -> None:
         """Feed one decoded source frame."""
@@ -96,14 +97,12 @@ class VideoResampler:
             raise ValueError("no video frames decoded")
         self._graph.push(None)
         self._drain()
-        if self._stream is None or self._muxer is None or self._first_pts is None:
+        if self._stream is None or self._muxer is None or self._start_s is None:
             raise ValueError(f"{self.decoded} decoded frame(s) gave no frame at {VIDEO_FPS} fps")
         self._muxer.mux(self._stream.encode(None))
         width, height = self._stream.width, self._stream.height
         self._muxer.close()
-        return EncodedVideo(
-            self._buffer.getvalue(), self._frames, float(self._first_pts * _OUTPUT_TIME_BASE), width, height
-        )
+        return EncodedVideo(self._buffer.getvalue(), self._frames, self._start_s, width, height)
 
     def _build_graph(self, frame: av.VideoFrame) -> av.filter.Graph:
         self.rotation = float(frame.rotation or 0)
@@ -136,6 +135,7 @@ class VideoResampler:
         assert frame.pts is not None  # the fps filter stamps every frame it outputs
         if self._first_pts is None:
             self._first_pts = frame.pts
+            self._start_s = float(frame.pts * _OUTPUT_TIME_BASE)
             self._open_encoder(frame.width, frame.height)
         assert self._stream is not None and self._muxer is not None
         frame.pts = frame.pts - self._first_pts

@@ -6,7 +6,9 @@ Pure numpy/PyAV on synthetic signals; about 5 s on a 2-core CPU box.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from fractions import Fraction
 
+import av
 import numpy as np
 import pytest
 
@@ -18,6 +20,7 @@ from pipeline.audio import (
     Mp3RoundTrip,
     StreamingFilterbank,
     VideoClockWindow,
+    grid_position,
     log_filterbank,
 )
 
@@ -237,3 +240,21 @@ def test_window_releases_only_what_the_stored_video_needs_so_far() -> None:
     window.release_until(audio_samples_for(100))
     assert len(out.signal) == audio_samples_for(100) == 64160
     assert out.signal[:20000].all() and not out.signal[20000:50000].any() and out.signal[50000:].all()
+
+
+@pytest.mark.parametrize(("pts", "time_base"), [(1841, Fraction(1, 16000)), (441, Fraction(1, 44100))])
+def test_grid_position_of_a_frame_is_its_timestamp_rounded_to_16_khz(pts: int, time_base: Fraction) -> None:
+    frame = av.AudioFrame(format="s16", layout="mono", samples=4)
+    frame.pts, frame.time_base = pts, time_base
+    assert grid_position(frame) == round(pts * time_base * 16000)
+
+
+def test_grid_position_rounds_exact_halves_to_even_as_round_does() -> None:
+    frame = av.AudioFrame(format="s16", layout="mono", samples=4)
+    positions = []
+    for pts in (1, 3, 5, 7):  # 1/32000 s steps: every odd pts lands on half a 16 kHz sample
+        frame.pts, frame.time_base = pts, Fraction(1, 32000)
+        positions.append(grid_position(frame))
+    assert positions == [0, 2, 2, 4]
+    frame.pts = None
+    assert grid_position(frame) is None
