@@ -183,6 +183,23 @@ def test_a_metrics_line_cut_short_by_a_full_disk_is_left_out_and_dropped_on_resu
     assert [(r["kind"], r["step"]) for r in log.read()] == [("step", 1), ("epoch", 1), ("step", 2)]
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--ckpt-every", "-5"], "--ckpt-every must be ≥ 0"),  # was accepted: a checkpoint after every step
+        (["--epochs", "0"], "--epochs must be ≥ 1"),
+        (["--keep-checkpoints", "0"], "--keep-checkpoints must be ≥ 1"),
+    ],
+)
+def test_impossible_option_values_are_usage_errors(
+    flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        train_main(["--shards", str(tmp_path), "--out", str(tmp_path / "run"), *flags])
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_second_run_into_the_same_folder_is_refused(train_shards: Path, tmp_path: Path) -> None:
     """Two runs started at once into a new --out both "succeeded", interleaving metrics and checkpoints."""
     out = tmp_path / "run"

@@ -35,7 +35,7 @@ class LoopSettings:
     shuffle_buffer: int = option(500, help="samples in the shuffle buffer")
     workers: int = option(4, help="DataLoader workers per process")
     epoch_size: int | None = option(None, help="samples per epoch over all ranks; streams resampled shards when set")
-    ckpt_every: int = option(500, help="steps between mid-epoch checkpoints")
+    ckpt_every: int = option(500, help="steps between mid-epoch checkpoints (0: at epoch ends only)")
     keep_checkpoints: int = option(2, help="epoch checkpoints kept")
     max_bad_steps: int = option(5, help="steps with a non-finite loss or gradient skipped before training stops")
     resume: bool = option(False, help="continue the run in --out from its last checkpoint")
@@ -60,6 +60,7 @@ class LoopSettings:
                 (self.crop_size >= 16, "--crop-size must be ≥ 16"),
                 (all(0 < scale <= 1 for scale in self.crop_scales), "--crop-scales must lie in (0, 1]"),
                 (self.workers >= 0, "--workers must be ≥ 0"),
+                (self.ckpt_every >= 0, "--ckpt-every must be ≥ 0 (0: checkpoints at epoch ends only)"),
                 (self.keep_checkpoints >= 1, "--keep-checkpoints must be ≥ 1"),
                 (self.max_bad_steps >= 0, "--max-bad-steps must be ≥ 0"),
                 (self.log_every >= 1, "--log-every must be ≥ 1"),

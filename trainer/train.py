@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from avts import storage
+from avts.atomic import atomic_write_text
 from avts.folder_lock import FolderLockError, hold
 from avts.progress import StepProgress
 from avts.schema import FEATURE_RATE, VIDEO_FPS
@@ -284,7 +285,7 @@ def start_run(
     check_same_start(state, runtime, cfg.out)
     if runtime.is_main:
         cfg.out.mkdir(parents=True, exist_ok=True)
-        (cfg.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        atomic_write_text(cfg.out / "config.json", json.dumps(cfg.to_dict(), indent=2))
         console.print(banner)
         console.print_json(data=cfg.to_dict())
     on_gpu = runtime.device.type == "cuda"
