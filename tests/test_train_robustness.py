@@ -200,6 +200,29 @@ def test_impossible_option_values_are_usage_errors(
     assert not (tmp_path / "run").exists()
 
 
+def test_resume_refuses_settings_that_differ_from_the_runs_and_takes_those_that_may(
+    train_shards: Path, tmp_path: Path
+) -> None:
+    """``--resume --lr 0.5`` went on at the old learning rate (the optimizer's saved one) without a word."""
+    out = tmp_path / "run"
+    arguments = ["--shards", str(train_shards / "shards"), "--out", str(out), "--device", "cpu", *TINY]
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert train_main([*arguments, "--epochs", "1", "--workers", "0", "--lr", "0.01"]) == 0
+    messages = io.StringIO()
+    with contextlib.redirect_stderr(messages):
+        status = train_main(
+            [*arguments, "--epochs", "2", "--workers", "0", "--lr", "0.5", "--margin", "0.5", "--resume"]
+        )
+    assert status == 1
+    said = " ".join(messages.getvalue().split())
+    assert "--lr 0.5 (the run's: 0.01); --margin 0.5 (the run's: 0.99)" in said
+    assert said.endswith("Pass the run's values, or start a new run in another --out")
+    assert [e["epoch"] for e in records(out, "epoch")] == [0]
+    with contextlib.redirect_stderr(io.StringIO()):  # more epochs, other loader workers: the same run
+        assert train_main([*arguments, "--epochs", "2", "--workers", "1", "--lr", "0.01", "--resume"]) == 0
+    assert [e["epoch"] for e in records(out, "epoch")] == [0, 1]
+
+
 def test_a_second_run_into_the_same_folder_is_refused(train_shards: Path, tmp_path: Path) -> None:
     """Two runs started at once into a new --out both "succeeded", interleaving metrics and checkpoints."""
     out = tmp_path / "run"

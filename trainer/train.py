@@ -59,6 +59,14 @@ from trainer.shardlist import default_stats_path, default_val_spec, expand_shard
 from trainer.step import InputSettings, StepOutput, training_step
 
 RUN_LOCK = ".avts-run.lock"
+# settings a resumed run may change: where the data and run are, how long it trains, how it runs and reports
+FREE_ON_RESUME = frozenset(
+    {
+        "out", "resume", "epochs", "device", "compile", "dist_timeout", "plain", "log_every", "audit",
+        "keep_checkpoints", "ckpt_every", "max_bad_steps", "workers", "shards", "val_shards", "stats",
+        "init_from", "init", "test_shards", "classes", "test_clips", "eval_every",
+    }
+)  # fmt: skip
 
 
 class TrainError(Exception):
@@ -334,6 +342,24 @@ def fresh_state(cfg: LoopSettings, runtime: distributed.Runtime) -> TrainState:
     return TrainState()
 
 
+def check_same_settings(saved: dict[str, Any], cfg: LoopSettings, mid_epoch: bool) -> None:
+    """Refuse a ``--resume`` whose settings differ from the ones the checkpoint was trained with, but for those
+    in :data:`FREE_ON_RESUME`: a new ``--lr`` would be overridden by the optimizer's saved one without a word, a
+    new ``--batch-size`` (or, mid-epoch, ``--workers``) would resume at the wrong sample."""
+    now = cfg.to_dict()
+    free = FREE_ON_RESUME - {"workers"} if mid_epoch else FREE_ON_RESUME
+    changed = [
+        f"--{name.replace('_', '-')} {now[name]} (the run's: {saved[name]})"
+        for name in sorted(now.keys() & saved.keys())
+        if name not in free and now[name] != saved[name]
+    ]
+    if changed:
+        raise TrainError(
+            f"--resume continues the run in {cfg.out} with the settings it was started with, and these differ: "
+            f"{'; '.join(changed)}. Pass the run's values, or start a new run in another --out"
+        )
+
+
 def resume_state(
     cfg: LoopSettings,
     model: nn.Module,
@@ -356,6 +382,7 @@ def resume_state(
     if saved is None:
         console.print(f"[bold yellow]--resume: no checkpoint in {folder}; starting a new run there")
         return fresh_state(cfg, runtime)
+    check_same_settings(saved.get("config", {}), cfg, mid_epoch=saved["state"]["step_in_epoch"] > 0)
     try:
         model.load_state_dict(saved["model"])
     except RuntimeError as error:
