@@ -134,3 +134,18 @@ def validate(checks: Sequence[tuple[bool, str]]) -> None:
     for ok, message in checks:
         if not ok:
             raise ValueError(message)
+
+
+def output_file_checks(out: Path, suffix: str) -> list[tuple[bool, str]]:
+    """The checks (for :func:`validate`) of an ``--out`` file, made before any work: it must end in ``suffix`` (so
+    that it can never be a source, a checkpoint or a media file of the run) and be writable as a file."""
+    return [
+        (out.suffix.lower() == suffix, f"--out must name a {suffix} file, not {out}"),
+        (not out.is_dir(), f"--out {out} is a folder; give a {suffix} file path"),
+        (not any(parent.exists() and not parent.is_dir() for parent in out.parents), f"--out {out}: lies under a file"),
+    ]
+
+
+def output_folder_checks(out: Path) -> list[tuple[bool, str]]:
+    """The checks (for :func:`validate`) of an ``--out`` folder: neither it nor a parent may be a file."""
+    return [(not any(path.exists() and not path.is_dir() for path in (out, *out.parents)), f"--out {out} is a file")]

@@ -407,7 +407,7 @@ def test_cli_skips_bad_files_pads_short_ones_and_refuses_bad_flags(
         (["--features", "mfcc", "--stats", "s.json"], "--stats only applies to --features random"),
         (["--features", "mfcc", "--src", str(audio)], "--meta and --src cannot be combined"),
         (["--features", "random", "--pool", "4by1"], "expected BANDSxTIME"),
-        (["--features", "random", "--subclips", "0"], "--subclips must be at least 1"),
+        (["--features", "random", "--subclips", "0"], "--subclips must be in [1, 100]"),
     ):
         with pytest.raises(SystemExit) as exit_info:
             main(["--meta", str(meta), *bad])

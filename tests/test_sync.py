@@ -108,6 +108,7 @@ def test_range_shrinks_to_what_the_file_holds() -> None:
     assert usable_range(102, 200, 1) == 0  # 1.02 s: not even ±10 ms fits with the window on the frame grid
     assert usable_range(104, 200, 1) == 0
     assert usable_range(108, 200, 4) == 4
+    assert usable_range(400, 10**11 + 4, 4) == 148  # --range 1e9 counted down one step at a time: a hang
     starts = window_starts(600, 100, 5)
     assert starts[0] == 25 and starts[-1] <= (600 - 100 - 100) // 4 and np.all(np.diff(starts) == 5)
 

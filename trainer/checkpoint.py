@@ -81,6 +81,15 @@ def weights_are_finite(model: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(tensor).all()) for tensor in tensors if tensor.is_floating_point())
 
 
+def check_finite_weights(model: torch.nn.Module, path: Path | str) -> None:
+    """Raise :class:`CheckpointError` when the weights loaded from ``path`` hold a NaN or an infinity (a diverged
+    run's): every result computed from them would be NaN or meaningless."""
+    if not weights_are_finite(model):
+        raise CheckpointError(
+            f"{path} holds weights that are not finite (NaN or infinity: a diverged run?); use an earlier checkpoint"
+        )
+
+
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
     """Every random state a resumed run needs to continue as if never stopped."""
     state: dict[str, Any] = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
@@ -122,4 +131,5 @@ def load_trained(path: Path, device: torch.device | str = "cpu") -> TrainedModel
         raise CheckpointError(
             f"{path}: its weights do not fit its declared architecture ({str(error)[:200]})"
         ) from None
+    check_finite_weights(model, path)
     return TrainedModel(model.to(device).eval(), spec, FeatureStats.from_dict(content["stats"]), content["config"])

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from avts.config_cli import option, validate
+from trainer.distributed import device_check
 from trainer.models import ModelSpec
 
 OBJECTIVES = ("contrastive", "ce")
@@ -55,6 +56,7 @@ class LoopSettings:
     def __post_init__(self) -> None:
         validate(
             [
+                device_check(self.device),
                 (self.epochs >= 1, "--epochs must be ≥ 1"),
                 (self.lr > 0, "--lr must be > 0"),
                 (self.crop_size >= 16, "--crop-size must be ≥ 16"),
@@ -122,6 +124,10 @@ class TrainConfig(LoopSettings):
             [
                 (self.batch_size >= 2, "--batch-size must be ≥ 2 (easy negatives come from other videos of the batch)"),
                 (self.margin > 0, "--margin must be > 0"),
+                (
+                    min(self.width, self.audio_width, self.embed_dim) >= 1,
+                    "--width, --audio-width and --embed-dim must be ≥ 1",
+                ),
                 (self.audio_context >= 2.5, "--audio-context must be ≥ 2.5 s to host hard negatives"),
                 (self.val_clips >= 1, "--val-clips must be ≥ 1"),
             ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,21 @@ class Runtime:
     def distributed(self) -> bool:
         """True when launched by torchrun with more than one process."""
         return self.world_size > 1
+
+
+DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def device_check(requested: str) -> tuple[bool, str]:
+    """A ``(usable, message)`` check of a ``--device`` value for the configurations' validation: auto, cpu,
+    cuda or cuda:N, and a CUDA device only where there is one."""
+    if not DEVICE_NAME.fullmatch(requested):
+        return False, f"--device must be auto, cpu, cuda or cuda:N, not {requested!r}"
+    index = int(requested.partition(":")[2] or 0)
+    if requested.startswith("cuda") and index >= torch.cuda.device_count():
+        found = torch.cuda.device_count()
+        return False, f"--device {requested}: this machine has {found} CUDA device(s); pass --device cpu or auto"
+    return True, ""
 
 
 def pick_device(requested: str, local_rank: int) -> torch.device:

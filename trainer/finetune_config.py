@@ -75,6 +75,10 @@ class FinetuneConfig(LoopSettings):
                 ),
                 (self.batch_size >= 2, "--batch-size must be ≥ 2 (batch normalization needs two clips)"),
                 (0 <= self.dropout < 1, "--dropout must be in [0, 1)"),
+                (
+                    all(size is None or size >= 1 for size in (self.width, self.audio_width)),
+                    "--width and --audio-width must be ≥ 1",
+                ),
                 (self.test_clips >= 1, "--test-clips must be ≥ 1"),
                 (self.eval_every >= 1, "--eval-every must be ≥ 1"),
             ]

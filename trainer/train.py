@@ -39,6 +39,7 @@ from trainer import distributed
 from trainer.augment import AudioNormalizer
 from trainer.checkpoint import (
     CheckpointError,
+    check_finite_weights,
     load_checkpoint,
     load_resumable,
     restore_rng,
@@ -333,6 +334,10 @@ def init_weights(model: AVTSModel, checkpoint: Path, device: torch.device) -> No
         raise TrainError(f"{checkpoint} holds weights of another shape: {str(error)[:300]}") from None
     if any(not name.startswith("head.") for name in missing):
         raise TrainError(f"{checkpoint} does not hold AVTS weights for this architecture")
+    try:
+        check_finite_weights(model, checkpoint)
+    except CheckpointError as error:
+        raise TrainError(str(error)) from None
 
 
 def fresh_state(cfg: LoopSettings, runtime: distributed.Runtime) -> TrainState:

@@ -19,11 +19,12 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from avts.config_cli import option, validate
+from avts.config_cli import option, output_file_checks, validate
 from avts.schema import FEATURE_RATE, VIDEO_FPS
 from trainer.augment import AudioNormalizer
 from trainer.checkpoint import CheckpointError, TrainedModel, load_trained
 from trainer.data import WINDOW, LoaderSpec, build_loader
+from trainer.distributed import device_check
 from trainer.evaluate import (
     EVAL_MIXES,
     HALF_NAMES,
@@ -76,6 +77,8 @@ class EvalConfig:
     def __post_init__(self) -> None:
         validate(
             [
+                device_check(self.device),
+                *output_file_checks(self.out, ".json"),
                 (self.clips_per_video >= 1, "--clips-per-video must be ≥ 1"),
                 (self.batch_size >= 2, "--batch-size must be ≥ 2 (easy negatives come from other videos of the batch)"),
                 (self.workers >= 0, "--workers must be ≥ 0"),

@@ -27,6 +27,7 @@ from the first decoded audio sample, or from the first stored video frame), ``pa
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ import torch
 from rich.console import Console
 
 from avts.atomic import atomic_path, atomic_write_text
-from avts.config_cli import option, validate
+from avts.config_cli import option, output_file_checks, validate
 from avts.progress import CountProgress
 from avts.schema import AUDIO_SAMPLE_RATE, FBANK_FILTERS, VIDEO_FPS, Sample
 from pipeline.config import EncodeSettings, IngestConfig
@@ -52,6 +53,7 @@ from pipeline.transcode import MediaError, transcode
 from trainer.checkpoint import TrainedModel
 from trainer.clip_decode import decode_clip
 from trainer.data import Example, clip_starts, collate, square_crop
+from trainer.distributed import device_check
 from trainer.downstream.audio_input import decode_table, subclip_filterbanks, subclip_starts
 from trainer.downstream.avts_eval import input_settings
 from trainer.downstream.labeled_audio import LabeledFile, Skipped, read_csv_layout
@@ -108,6 +110,8 @@ class FeaturesConfig:
     def __post_init__(self) -> None:
         validate(
             [
+                device_check(self.device),
+                *output_file_checks(self.out, ".parquet"),
                 (
                     self.modality in MODALITIES,
                     f"--modality must be one of {', '.join(MODALITIES)}, got {self.modality!r}",
@@ -160,11 +164,11 @@ def read_sources(src: Path, audio_dir: Path | None = None, exclude: Sequence[Pat
         if audio_dir is not None:
             raise FeaturesError("--audio-dir only applies to a CSV --src")
         found = find_files(src)
-        left_out = {path.resolve() for path in exclude}
+        left_out = {os.path.realpath(path) for path in exclude}  # realpath, unlike resolve, takes symlink loops
         files = [
             LabeledFile(path, label_of(display_path(path, src)) or "", "")
             for path in found.files
-            if path.resolve() not in left_out
+            if os.path.realpath(path) not in left_out
         ]
         return Sources(files, [Skipped(str(src / item.relpath), item.reason) for item in found.skipped], (src,))
     if src.is_file() and src.suffix.lower() == ".csv":

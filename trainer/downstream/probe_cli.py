@@ -11,6 +11,7 @@ checkpoint cannot be used, 2 for bad flags.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -20,11 +21,12 @@ from typing import Any
 
 from rich.console import Console
 
-from avts.config_cli import add_config_arguments, config_from_args, option, validate
-from avts.console import USER_ERRORS, error_console, report_failure
+from avts.config_cli import add_config_arguments, config_from_args, option, output_file_checks, validate
+from avts.console import USER_ERRORS, error_console, report_failure, report_interrupt
 from avts.progress import CountProgress
 from avts.stats import FeatureStats
 from trainer.checkpoint import CheckpointError
+from trainer.distributed import device_check
 from trainer.downstream.audio_input import FeatureTable, decode_table, subclip_filterbanks
 from trainer.downstream.avts_eval import pick_device
 from trainer.downstream.labeled_audio import LabeledFile, LayoutError, read_csv_layout, read_folder_layout
@@ -47,6 +49,7 @@ from trainer.downstream.subclip_features import (
 )
 
 TOOL = "avts-probe"
+MAX_SUBCLIPS = 100  # sub-clips per file: beyond this the features of a few files no longer fit in memory
 FEATURES = {
     "mfcc": "SVM-MFCC baseline (Table 3 row 1, Piczak): mean and std of 13 MFCCs per clip",
     "avts": "conv5 of the AVTS-trained audio subnet on 2-s sub-clips (Table 3, 'Our AVTS features')",
@@ -95,6 +98,7 @@ class ProbeConfig:
         """Refuse a missing or doubled source and flags the chosen features would silently ignore."""
         validate(
             [
+                device_check(self.device),
                 (self.meta is not None or self.src is not None, "one of --meta or --src is required"),
                 (self.meta is None or self.src is None, "--meta and --src cannot be combined"),
                 (self.features != "avts" or self.checkpoint is not None, "--features avts needs --checkpoint"),
@@ -106,7 +110,11 @@ class ProbeConfig:
                         ("--zcr", self.zcr, "mfcc"),
                     )
                 ),
-                (self.subclips >= 1, "--subclips must be at least 1"),
+                *(output_file_checks(self.out, ".json") if self.out is not None else []),
+                (self.out is None or self.stats is None or self.out != self.stats, "--out would overwrite --stats"),
+                (1 <= self.subclips <= MAX_SUBCLIPS, f"--subclips must be in [1, {MAX_SUBCLIPS}]"),
+                (math.isfinite(self.svm_c) and self.svm_c > 0, "--svm-c must be a finite number > 0"),
+                (self.width >= 1, "--width must be ≥ 1"),
                 (self.batch_size >= 1, "--batch-size must be at least 1"),
             ]
         )
@@ -176,6 +184,14 @@ def _mfcc_table(
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `avts-probe`."""
     config = parse_args(argv)
+    try:
+        return run_command(config)
+    except KeyboardInterrupt:
+        return report_interrupt(error_console(), TOOL, "results are written only at the end; rerun the same command")
+
+
+def run_command(config: ProbeConfig) -> int:
+    """The command's work once its flags are parsed; returns the exit status."""
     console, errors = Console(), error_console()
     out = config.out or Path(f"probe-{config.features}.json")
     png = out.with_name(f"{out.stem}-confusion.png")

@@ -29,6 +29,7 @@ from trainer.checkpoint import load_trained
 from trainer.models.audio import AudioNet
 
 DEFAULT_POOL = (4, 1)
+CONV5_MAP = (20, 50)  # conv5 bands × time bins of a 2-s sub-clip (40 filters × 200 frames)
 DEFAULT_POOL_TEXT = f"{DEFAULT_POOL[0]}x{DEFAULT_POOL[1]}"
 
 
@@ -38,8 +39,11 @@ def parse_pool(text: str) -> tuple[int, int]:
         bands, time_bins = (int(part) for part in text.lower().split("x"))
     except ValueError:
         raise ValueError(f"--pool: expected BANDSxTIME such as 4x1, got {text!r}") from None
-    if bands < 1 or time_bins < 1:
-        raise ValueError(f"--pool: sizes must be positive, got {text!r}")
+    if not (1 <= bands <= CONV5_MAP[0] and 1 <= time_bins <= CONV5_MAP[1]):
+        raise ValueError(
+            f"--pool: BANDS must be in [1, {CONV5_MAP[0]}] and TIME in [1, {CONV5_MAP[1]}] (the conv5 map), "
+            f"got {text!r}"
+        )
     return bands, time_bins
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from avts.atomic import atomic_path
-from avts.config_cli import option, validate
+from avts.config_cli import option, output_folder_checks, validate
 from avts.console import printable
 from avts.schema import FBANK_FILTERS, FEATURE_RATE, FEATURES_PER_FRAME, VIDEO_FPS, Sample
 from pipeline.config import IngestConfig
@@ -36,6 +36,7 @@ from pipeline.discover import VideoItem
 from pipeline.transcode import MediaError, transcode
 from trainer.clip_decode import decode_clip
 from trainer.data import WINDOW, Example, collate, square_crop
+from trainer.distributed import device_check
 from trainer.loss import pair_distance
 from trainer.models import AVTSModel
 from trainer.step import InputSettings, autocast_for, make_video
@@ -72,7 +73,9 @@ class SyncConfig:
         steps = self.step * FEATURE_RATE
         validate(
             [
-                (self.range > 0, "--range must be > 0"),
+                device_check(self.device),
+                *output_folder_checks(self.out),
+                (math.isfinite(self.range) and self.range > 0, "--range must be a finite number > 0"),
                 (self.step > 0 and abs(steps - round(steps)) < 1e-6, "--step must be a positive multiple of 0.01 s"),
                 (self.step <= self.range, "--step must not exceed --range"),
                 (self.hop > 0, "--hop must be > 0"),
@@ -127,7 +130,7 @@ def prepare(path: Path, config: SyncConfig) -> Sample:
     settings = IngestConfig(
         src=path, short_side=config.short_side, min_duration=minimum, mp3=config.mp3
     ).encode_settings()
-    item = VideoItem(key=path.stem, path=path.resolve(), relpath=path.name, label=None, split="test", stats_rank=None)
+    item = VideoItem(key=path.stem, path=path.absolute(), relpath=path.name, label=None, split="test", stats_rank=None)
     try:
         return transcode(item, settings).sample
     except FileNotFoundError:
@@ -140,6 +143,8 @@ def usable_range(feature_frames: int, max_shift: int, step: int) -> int:
     """The largest searchable offset (feature frames, a multiple of ``step``, at most ``max_shift``) for which one
     1-s window and all its shifted audio windows fit in the file; 0 when not even ``step`` fits."""
     shift = max_shift
+    if shift > feature_frames:  # no offset beyond the file's length fits: start below it (same multiples of step)
+        shift -= math.ceil((shift - feature_frames) / step) * step
     while shift >= step:
         first_clip = math.ceil(shift / FEATURES_PER_FRAME) * FEATURES_PER_FRAME
         if first_clip + WINDOW + shift <= feature_frames:

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from avts.atomic import atomic_write_text
 from avts.config_cli import add_config_arguments, config_from_args
-from avts.console import printable
+from avts.console import error_console, printable, report_interrupt
 from avts.progress import CountProgress
 from trainer.downstream.avts_eval import EvalError, input_settings, load_model, pick_device
 from trainer.downstream.sync import SIGN_CONVENTION, SyncConfig, SyncError, plot_curve, sync_file
@@ -78,6 +78,18 @@ def results_table(files: list[dict[str, Any]]) -> Table:
 def main(argv: list[str] | None = None) -> int:
     """Run `avts-sync`; returns the exit status."""
     config = parse_args(argv)
+    try:
+        return run_command(config)
+    except KeyboardInterrupt:
+        return report_interrupt(
+            error_console(),
+            "avts-sync",
+            "sync.json is written at the end (plots of the files done so far are in --out); rerun the same command",
+        )
+
+
+def run_command(config: SyncConfig) -> int:
+    """The command's work once its flags are parsed; returns the exit status."""
     console = Console(stderr=True)
     started = time.monotonic()
     device = pick_device(config.device)
