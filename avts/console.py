@@ -6,9 +6,12 @@ from __future__ import annotations
 from rich.console import Console
 from rich.markup import escape
 
+from avts.stats import StatsError
+
 # Errors a user can act on, whatever the tool: a path or object that is not there, no permission (local or
-# object-store credentials), an endpoint that cannot be reached, a missing optional package (e.g. s3fs).
-USER_ERRORS = (FileNotFoundError, PermissionError, ConnectionError, ImportError)
+# object-store credentials), an endpoint that cannot be reached, a missing optional package (e.g. s3fs), a
+# stats file that is not one.
+USER_ERRORS = (FileNotFoundError, PermissionError, ConnectionError, ImportError, StatsError)
 INTERRUPTED = 130  # the status a shell gives a command stopped by Ctrl-C (128 + SIGINT)
 
 

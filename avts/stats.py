@@ -15,6 +15,10 @@ from typing import Any
 from avts import storage
 
 
+class StatsError(ValueError):
+    """A stats file that is not one avts-ingest wrote."""
+
+
 @dataclass(frozen=True)
 class FeatureStats:
     """What ``stats.json`` holds."""
@@ -33,8 +37,11 @@ class FeatureStats:
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureStats:
-        """Read ``stats.json`` (a path or URL)."""
-        return cls.from_dict(json.loads(storage.read_text(path)))
+        """Read ``stats.json`` (a path or URL); a file that is not one is a :class:`StatsError` naming it."""
+        try:
+            return cls.from_dict(json.loads(storage.read_text(path)))
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
+            raise StatsError(f"{path} is not a stats.json written by avts-ingest ({type(error).__name__})") from None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready content."""

@@ -9,11 +9,13 @@ banana`` and ``--svm-c 0`` were tracebacks; ``--width 0`` trained nothing or cra
 from __future__ import annotations
 
 import os
+import tarfile
 from pathlib import Path
 
 import pytest
 import torch
 
+from avts.stats import FeatureStats, StatsError
 from pipeline.synth import SynthConfig, generate
 from tests.test_avts_eval import tiny_checkpoint
 from trainer.checkpoint import CheckpointError, load_trained
@@ -24,6 +26,7 @@ from trainer.downstream.features_cli import parse_args as features_parse_args
 from trainer.downstream.probe_cli import parse_args as probe_parse_args
 from trainer.downstream.sync import SyncConfig, SyncError, prepare
 from trainer.downstream.sync_cli import parse_args as sync_parse_args
+from trainer.inspect_cli import main as inspect_main
 
 
 def usage_error(parse: object, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -125,3 +128,25 @@ def test_ctrl_c_in_avts_sync_is_one_line_and_status_130(
     said = " ".join(capsys.readouterr().err.split())
     assert "avts-sync: interrupted; sync.json is written at the end" in said and "Traceback" not in said
     assert not os.path.exists(tmp_path / "o" / "sync.json")
+
+
+def test_inspect_names_a_tar_that_holds_no_samples_and_probe_a_stats_file_that_is_not_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    junk = tmp_path / "junk.tar"
+    (tmp_path / "a.txt").write_text("not a sample")
+    with tarfile.open(junk, "w") as tar:
+        tar.add(tmp_path / "a.txt", arcname="a.txt")
+    assert inspect_main([str(junk), "--out", str(tmp_path / "x.png")]) == 1
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"{junk}: not an avts-ingest shard" in said and "Traceback" not in said
+    with pytest.raises(StatsError, match=r"is not a stats\.json written by avts-ingest"):
+        FeatureStats.load(tmp_path / "a.txt")
+    assert "--meta must be a CSV file, not a folder" in usage_error(
+        probe_parse_args, ["--meta", str(tmp_path), "--features", "mfcc"], capsys
+    )
+    base = ["--shards", str(tmp_path), "--out", str(tmp_path / "run")]
+    assert "--lr-factor must be in (0, 1]" in usage_error(train_parse_args, [*base, "--lr-factor", "0"], capsys)
+    assert "--plateau-patience must be ≥ 0" in usage_error(
+        train_parse_args, [*base, "--plateau-patience", "-1"], capsys
+    )

@@ -65,6 +65,8 @@ class LoopSettings:
                 (self.ckpt_every >= 0, "--ckpt-every must be ≥ 0 (0: checkpoints at epoch ends only)"),
                 (self.keep_checkpoints >= 1, "--keep-checkpoints must be ≥ 1"),
                 (self.max_bad_steps >= 0, "--max-bad-steps must be ≥ 0"),
+                (self.plateau_patience >= 0, "--plateau-patience must be ≥ 0"),
+                (0 < self.lr_factor <= 1, "--lr-factor must be in (0, 1]"),
                 (self.log_every >= 1, "--log-every must be ≥ 1"),
                 (self.epoch_size is None or self.epoch_size >= self.batch_size, "--epoch-size must be ≥ --batch-size"),
             ]

@@ -69,8 +69,12 @@ def iter_samples(shards: list[str]) -> Iterator[Sample]:
     pipeline = wds.DataPipeline(wds.SimpleShardList(shards), wds.tarfile_to_samples())
     try:
         for raw in pipeline:
-            yield decode_sample(raw)
-    except (tarfile.ReadError, EOFError) as error:
+            try:
+                sample = decode_sample(raw)
+            except KeyError as error:  # a tar, but not of avts-ingest samples
+                raise InspectError(f"{', '.join(shards)}: not an avts-ingest shard ({error.args[0]})") from None
+            yield sample
+    except (tarfile.ReadError, EOFError, UnicodeDecodeError) as error:
         reason = error.args[0] if error.args else type(error).__name__  # webdataset appends the stream and path
         raise InspectError(
             f"{', '.join(shards)}: not a readable shard (a damaged or truncated tar: {reason})"

@@ -101,6 +101,7 @@ class ProbeConfig:
                 device_check(self.device),
                 (self.meta is not None or self.src is not None, "one of --meta or --src is required"),
                 (self.meta is None or self.src is None, "--meta and --src cannot be combined"),
+                (self.meta is None or not self.meta.is_dir(), "--meta must be a CSV file, not a folder (or use --src)"),
                 (self.features != "avts" or self.checkpoint is not None, "--features avts needs --checkpoint"),
                 *(
                     (not value or self.features == features, f"{flag} only applies to --features {features}")
