@@ -20,6 +20,7 @@ import tarfile
 import time
 from pathlib import Path
 
+import matplotlib.image
 import numpy as np
 import pytest
 import torch
@@ -220,6 +221,29 @@ def test_resume_refuses_settings_that_differ_from_the_runs_and_takes_those_that_
     assert [e["epoch"] for e in records(out, "epoch")] == [0]
     with contextlib.redirect_stderr(io.StringIO()):  # more epochs, other loader workers: the same run
         assert train_main([*arguments, "--epochs", "2", "--workers", "1", "--lr", "0.01", "--resume"]) == 0
+    assert [e["epoch"] for e in records(out, "epoch")] == [0, 1]
+
+
+def test_ctrl_c_while_the_curves_are_drawn_lets_them_finish_then_stops_with_130(
+    train_shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI: a Ctrl-C that landed inside matplotlib's C++ transforms came out as ``TypeError: incompatible function
+    arguments``: a traceback and exit status 1 instead of the one-line message and 130."""
+    out = tmp_path / "run"
+    real_plot = trainer.train.plot_run
+
+    def interrupted_while_drawing(run_dir: Path) -> list[Path]:
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C as the curves start to be drawn
+        return real_plot(run_dir)
+
+    arguments = ["--shards", str(train_shards / "shards"), "--out", str(out), "--device", "cpu", *TINY]
+    arguments += ["--epochs", "2", "--workers", "0"]
+    with monkeypatch.context() as patch, contextlib.redirect_stderr(io.StringIO()):
+        patch.setattr(trainer.train, "plot_run", interrupted_while_drawing)
+        assert train_main(arguments) == 130
+    assert matplotlib.image.imread(out / "loss.png").ndim == 3  # drawn whole before the run stopped
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert train_main([*arguments, "--resume"]) == 0
     assert [e["epoch"] for e in records(out, "epoch")] == [0, 1]
 
 

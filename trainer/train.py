@@ -31,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from avts import storage
 from avts.atomic import atomic_write_text
 from avts.folder_lock import FolderLockError, hold
+from avts.interrupts import interrupts_deferred
 from avts.progress import StepProgress
 from avts.schema import FEATURE_RATE, VIDEO_FPS
 from avts.seeds import stable_int
@@ -459,7 +460,8 @@ def train_one_epoch(run: Run, epoch: int) -> EpochStats:
             due = cfg.ckpt_every and state.global_step - last_checkpoint >= cfg.ckpt_every
             if due and resumable_here(state, cfg):
                 check_bad_steps(run, window)
-                save_run(run, losses)
+                with interrupts_deferred():
+                    save_run(run, losses)
                 last_checkpoint = state.global_step
     check_bad_steps(run, window)
     if state.step_in_epoch == 0:
@@ -487,12 +489,13 @@ def finish_epoch(run: Run, epoch: int, stats: EpochStats) -> dict[str, Any]:
     if run.cfg.audit:
         write_audit(run, epoch)
     run.state = TrainState(epoch=epoch + 1, global_step=run.state.global_step, bad_steps=run.state.bad_steps)
-    if run.runtime.is_main:  # before the checkpoint: a run stopped between the two drops it on resume, never loses it
-        run.log.write("epoch", **record)
-    save_run(run, None, epoch_end=epoch + 1)
-    if run.runtime.is_main:
-        run.task.plot(run.cfg.out)
-        run.console.print(epoch_line(record, run.task.shown))
+    with interrupts_deferred():  # a Ctrl-C lands after the epoch's record, checkpoint and plots, not inside them
+        if run.runtime.is_main:  # before the checkpoint: a run stopped between the two drops it on resume
+            run.log.write("epoch", **record)
+        save_run(run, None, epoch_end=epoch + 1)
+        if run.runtime.is_main:
+            run.task.plot(run.cfg.out)
+            run.console.print(epoch_line(record, run.task.shown))
     distributed.barrier(run.runtime)
     return record
 
