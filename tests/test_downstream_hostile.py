@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from avts.folder_lock import hold
 from avts.stats import FeatureStats, StatsError
 from pipeline.synth import SynthConfig, generate
 from tests.test_avts_eval import tiny_checkpoint
@@ -150,3 +151,27 @@ def test_inspect_names_a_tar_that_holds_no_samples_and_probe_a_stats_file_that_i
     assert "--plateau-patience must be ≥ 0" in usage_error(
         train_parse_args, [*base, "--plateau-patience", "-1"], capsys
     )
+
+
+def test_avts_sync_keeps_to_a_folder_of_its_own_one_run_at_a_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """avts-sync replaced a user's talk.png and sync.json in --out, and two runs into one folder interleaved."""
+    video = generate(SynthConfig(out=tmp_path / "video", videos=1, duration=3.0, size=64, seed=5, workers=1))[0]
+    checkpoint = tiny_checkpoint(tmp_path / "ckpt")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / f"{video.stem}.png").write_text("MINE")
+    (mine / "sync.json").write_text("{}")
+    argv = [str(video), "--checkpoint", str(checkpoint), "--device", "cpu", "--range", "0.2", "--out"]
+    assert sync_cli.main([*argv, str(mine)]) == 1
+    said = " ".join(capsys.readouterr().err.split())
+    assert "holds files avts-sync did not write" in said and "give a new or empty folder" in said
+    assert (mine / f"{video.stem}.png").read_text() == "MINE" and (mine / "sync.json").read_text() == "{}"
+    ours = tmp_path / "ours"
+    assert sync_cli.main([*argv, str(ours)]) == 0
+    assert sync_cli.main([*argv, str(ours)]) == 0  # a rerun into its own folder
+    capsys.readouterr()
+    with hold(ours, sync_cli.LOCK, "avts-sync", "give another --out"):
+        assert sync_cli.main([*argv, str(ours)]) == 1
+    assert "give another --out" in " ".join(capsys.readouterr().err.split())

@@ -250,13 +250,13 @@ def test_cli_refuses_bad_checkpoints(
     shifted_videos: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     video = str(shifted_videos[0])
-    assert main([video, "--checkpoint", str(tmp_path / "nothing.pt"), "--out", str(tmp_path)]) == 1
+    assert main([video, "--checkpoint", str(tmp_path / "nothing.pt"), "--out", str(tmp_path / "out")]) == 1
     assert "no checkpoint at" in said(capsys.readouterr().err)
     other = tiny_checkpoint(tmp_path / "other", declared_width=8)  # weights of width 4, spec says 8
-    assert main([video, "--checkpoint", str(other), "--out", str(tmp_path)]) == 1
+    assert main([video, "--checkpoint", str(other), "--out", str(tmp_path / "out")]) == 1
     assert "its weights do not fit its declared architecture" in said(capsys.readouterr().err)
     torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
-    assert main([video, "--checkpoint", str(tmp_path / "foreign.pt"), "--out", str(tmp_path)]) == 1
+    assert main([video, "--checkpoint", str(tmp_path / "foreign.pt"), "--out", str(tmp_path / "out")]) == 1
     assert "not an AVTS checkpoint" in said(capsys.readouterr().err)
 
 

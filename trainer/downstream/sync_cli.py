@@ -18,14 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from avts.atomic import atomic_write_text
 from avts.config_cli import add_config_arguments, config_from_args
 from avts.console import error_console, printable, report_interrupt
+from avts.folder_lock import FolderLockError, hold
 from avts.progress import CountProgress
 from trainer.downstream.avts_eval import EvalError, input_settings, load_model, pick_device
 from trainer.downstream.sync import SIGN_CONVENTION, SyncConfig, SyncError, plot_curve, sync_file
+
+LOCK = ".avts-sync.lock"  # one avts-sync per --out folder
+RESULTS = "sync.json"
 
 
 def parse_args(argv: list[str] | None) -> SyncConfig:
@@ -88,9 +93,40 @@ def main(argv: list[str] | None = None) -> int:
         )
 
 
+def foreign_files(folder: Path) -> list[str]:
+    """The names in ``folder`` that no avts-sync wrote: all of them but the lock, unless the folder holds an
+    avts-sync ``sync.json`` (then it is an earlier run's folder, and writing it again is a rerun)."""
+    if not folder.is_dir():
+        return []
+    try:
+        ours = "sign_convention" in json.loads((folder / RESULTS).read_text())
+    except (OSError, ValueError, TypeError):
+        ours = False
+    return [] if ours else sorted(printable(path.name) for path in folder.iterdir() if path.name != LOCK)
+
+
 def run_command(config: SyncConfig) -> int:
-    """The command's work once its flags are parsed; returns the exit status."""
+    """The command's work once its flags are parsed: in a folder of its own, one run at a time; returns the exit
+    status."""
     console = Console(stderr=True)
+    foreign = foreign_files(config.out)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        console.print(
+            f"[bold red]avts-sync:[/] --out {escape(str(config.out))} holds files avts-sync did not write "
+            f"({escape(shown)}); give a new or empty folder"
+        )
+        return 1
+    try:
+        with hold(config.out, LOCK, "avts-sync", "give another --out"):
+            return sync_files(config, console)
+    except FolderLockError as error:
+        console.print(f"[bold red]avts-sync:[/] {escape(str(error))}")
+        return 1
+
+
+def sync_files(config: SyncConfig, console: Console) -> int:
+    """Measure every video's offset, write ``sync.json`` and the curves; returns the exit status."""
     started = time.monotonic()
     device = pick_device(config.device)
     try:
@@ -125,7 +161,7 @@ def run_command(config: SyncConfig) -> int:
         "summary": {"files": len(files), "measured": measured, "failed": len(files) - measured},
     }
     text = json.dumps(report, indent=2)
-    atomic_write_text(config.out / "sync.json", text)
+    atomic_write_text(config.out / RESULTS, text)
     if config.json:
         print(text)
     (console if config.json else Console()).print(results_table(files))
