@@ -169,6 +169,20 @@ class LocalRayCluster:
         node.processes()
         return node
 
+    def wait_for_cpus(self, cpus: int, timeout: float = 120) -> None:
+        """Wait until the cluster's scheduler counts ``cpus`` CPUs (every started node registered and reporting):
+        on a loaded box a node that `ray start` has started can take a while to be seen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = subprocess.run(
+                [RAY, "status", "--address", self.address], env=self.env, capture_output=True, text=True, timeout=60
+            )
+            if f"/{cpus}.0 CPU" in status.stdout:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the cluster never counted {cpus} CPUs:\n{status.stdout[-2000:]}")
+            time.sleep(0.5)
+
     def kill(self, node: Node) -> None:
         """SIGKILL one node: its raylet, agents and workers."""
         for _ in range(3):

@@ -299,6 +299,7 @@ def test_a_two_node_cluster_shares_the_work_and_survives_losing_a_node(
     with LocalRayCluster(base) as cluster:
         cluster.start("head", cpus=1)
         second = cluster.start("second", cpus=1, resources={"second": 1})
+        cluster.wait_for_cpus(2)  # once (CI, a loaded box) every shard went to the head: the second node unseen yet
 
         both = ingest_on(cluster, clips, work / "both" / "shards")
         output, _ = both.communicate(timeout=600)
