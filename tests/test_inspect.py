@@ -131,6 +131,17 @@ def test_unknown_key_is_a_clear_error(train_shards: Path, tmp_path: Path, capsys
     assert not (tmp_path / "x.png").exists()
 
 
+def test_a_start_past_the_sample_is_a_clear_error(
+    train_shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--start 1000`` on a 4-s sample drew its last 0.04 s with exit 0."""
+    out = tmp_path / "x.png"
+    assert main([str(train_shards / "shards" / "0000.tar"), "--start", "1000", "--out", str(out)]) == 1
+    said = " ".join(capsys.readouterr().err.split())
+    assert "--start 1000 s is past the end of sample" in said and "s stored)" in said
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_a_damaged_shard_is_a_clear_error(
     damage: str, train_shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

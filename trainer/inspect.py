@@ -177,7 +177,11 @@ def draw_sheet(
     """Draw the contact sheet of ``sample`` over ``[start_s, start_s + seconds)`` into ``out`` (PNG);
     returns the path and the onset lag of the whole sample (:func:`onset_lag`)."""
     total = min(sample.meta.frames, len(sample.fbank) // FEATURES_PER_FRAME)
-    first = min(max(round(start_s * VIDEO_FPS), 0), total - 1)
+    if round(start_s * VIDEO_FPS) >= total:  # it used to draw the last frame instead, without a word
+        raise InspectError(
+            f"--start {start_s:g} s is past the end of sample {sample.key!r} ({total / VIDEO_FPS:.2f} s stored)"
+        )
+    first = max(round(start_s * VIDEO_FPS), 0)
     count = max(1, min(round(seconds * VIDEO_FPS), total - first))
     everything = rgb_frames(sample.video, 0, total)
     lag = onset_lag(brightness(everything), loudness(sample.fbank))
