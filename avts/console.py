@@ -3,6 +3,8 @@ interruption (one line saying what is kept and how to go on, exit status 130).""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.console import Console
 from rich.markup import escape
 
@@ -30,6 +32,15 @@ def report_interrupt(console: Console, tool: str, what_next: str) -> int:
     """Print that ``tool`` was interrupted and ``what_next`` (what is kept, how to go on); returns 130."""
     console.print(f"[bold yellow]{tool}: interrupted;[/] {escape(what_next)}")
     return INTERRUPTED
+
+
+def interruptible(tool: str, what_next: str, command: Callable[[], int]) -> int:
+    """Run ``command`` (a tool's work, returning its exit status); a Ctrl-C during it ends the tool with
+    :func:`report_interrupt`'s one line and status 130 instead of a traceback."""
+    try:
+        return command()
+    except KeyboardInterrupt:
+        return report_interrupt(error_console(), tool, what_next)
 
 
 def printable(text: str) -> str:

@@ -482,8 +482,8 @@ def grid_position(frame: av.AudioFrame) -> int | None:
     time_base = frame.time_base
     if frame.pts is None or time_base is None:
         return None
-    if time_base.numerator == 1 and time_base.denominator == AUDIO_SAMPLE_RATE:  # the resampler's own clock
-        return frame.pts
+    # round(pts · time_base · 16000) in integers (round half to even, as round() does): Fraction arithmetic for
+    # every resampled frame cost more than the placement itself
     quotient, remainder = divmod(frame.pts * time_base.numerator * AUDIO_SAMPLE_RATE, time_base.denominator)
     return quotient + (
         2 * remainder > time_base.denominator or (2 * remainder == time_base.denominator and quotient % 2)

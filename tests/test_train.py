@@ -38,21 +38,14 @@ TINY = [
 ]
 
 
+def tiny_arguments(shards: Path, out: Path) -> list[str]:
+    """avts-train's flags for a tiny CPU run on the synthetic shards into ``out``."""
+    return ["--shards", str(shards / "shards"), "--out", str(out), "--device", "cpu", *TINY]
+
+
 def train_command(shards: Path, out: Path, *extra: str) -> list[str]:
     """The avts-train command line for a tiny CPU run."""
-    return [
-        sys.executable,
-        "-m",
-        "trainer.cli",
-        "--shards",
-        str(shards / "shards"),
-        "--out",
-        str(out),
-        "--device",
-        "cpu",
-        *TINY,
-        *extra,
-    ]
+    return [sys.executable, "-m", "trainer.cli", *tiny_arguments(shards, out), *extra]
 
 
 def run(command: list[str], timeout: float = 300) -> subprocess.CompletedProcess:

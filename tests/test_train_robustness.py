@@ -28,7 +28,7 @@ import torch
 import trainer.train
 from avts.folder_lock import hold
 from tests.conftest import REPO
-from tests.test_train import TINY, records, run, train_command
+from tests.test_train import records, run, tiny_arguments, train_command
 from trainer.cli import main as train_main
 from trainer.cli import parse_args as train_parse_args
 from trainer.downstream.sync_cli import parse_args as sync_parse_args
@@ -162,7 +162,7 @@ def test_a_stop_next_to_the_epoch_checkpoint_keeps_every_epoch_record_once(
             raise KeyboardInterrupt
         return saved
 
-    arguments = ["--shards", str(train_shards / "shards"), "--out", str(out), "--device", "cpu", *TINY]
+    arguments = tiny_arguments(train_shards, out)
     arguments += ["--epochs", "2", "--workers", "0"]
     with monkeypatch.context() as patch, contextlib.redirect_stderr(io.StringIO()):
         patch.setattr(trainer.train, "save_checkpoint", stopped_at_the_first_epoch_end)
@@ -206,7 +206,7 @@ def test_resume_refuses_settings_that_differ_from_the_runs_and_takes_those_that_
 ) -> None:
     """``--resume --lr 0.5`` went on at the old learning rate (the optimizer's saved one) without a word."""
     out = tmp_path / "run"
-    arguments = ["--shards", str(train_shards / "shards"), "--out", str(out), "--device", "cpu", *TINY]
+    arguments = tiny_arguments(train_shards, out)
     with contextlib.redirect_stderr(io.StringIO()):
         assert train_main([*arguments, "--epochs", "1", "--workers", "0", "--lr", "0.01"]) == 0
     messages = io.StringIO()
@@ -236,7 +236,7 @@ def test_ctrl_c_while_the_curves_are_drawn_lets_them_finish_then_stops_with_130(
         signal.raise_signal(signal.SIGINT)  # Ctrl-C as the curves start to be drawn
         return real_plot(run_dir)
 
-    arguments = ["--shards", str(train_shards / "shards"), "--out", str(out), "--device", "cpu", *TINY]
+    arguments = tiny_arguments(train_shards, out)
     arguments += ["--epochs", "2", "--workers", "0"]
     with monkeypatch.context() as patch, contextlib.redirect_stderr(io.StringIO()):
         patch.setattr(trainer.train, "plot_run", interrupted_while_drawing)
@@ -276,7 +276,7 @@ def test_a_full_disk_is_a_clear_message_and_the_saved_checkpoint_stays(
 
     monkeypatch.setattr(trainer.train, "save_checkpoint", fills_up_on_the_second_save)
     messages = io.StringIO()
-    arguments = ["--shards", str(train_shards / "shards"), "--out", str(out), "--device", "cpu", *TINY]
+    arguments = tiny_arguments(train_shards, out)
     with contextlib.redirect_stderr(messages):
         status = train_main([*arguments, "--epochs", "2", "--workers", "0"])
     assert status == 1

@@ -8,6 +8,7 @@ A checkpoint is one ``torch.save`` dict: ``format``, ``model_spec`` (to rebuild 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,11 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(error).__name__}: {error})") from None
     if not isinstance(content, dict) or content.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an AVTS checkpoint of format {FORMAT}")
+    weights = content.get("model")
+    if isinstance(weights, dict) and not all_finite(weights.values()):  # every result from them would be NaN
+        raise CheckpointError(
+            f"{path} holds weights that are not finite (NaN or infinity: a diverged run?); use an earlier checkpoint"
+        )
     return content
 
 
@@ -75,19 +81,18 @@ def load_resumable(folder: Path, device: torch.device, console: Console) -> dict
     return None
 
 
+def all_finite(tensors: Iterable[Any]) -> bool:
+    """True when none of the floating-point tensors among ``tensors`` holds a NaN or an infinity."""
+    return all(
+        bool(torch.isfinite(tensor).all())
+        for tensor in tensors
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point()
+    )
+
+
 def weights_are_finite(model: torch.nn.Module) -> bool:
     """True when no parameter or buffer holds a NaN or an infinity."""
-    tensors = [*model.parameters(), *model.buffers()]
-    return all(bool(torch.isfinite(tensor).all()) for tensor in tensors if tensor.is_floating_point())
-
-
-def check_finite_weights(model: torch.nn.Module, path: Path | str) -> None:
-    """Raise :class:`CheckpointError` when the weights loaded from ``path`` hold a NaN or an infinity (a diverged
-    run's): every result computed from them would be NaN or meaningless."""
-    if not weights_are_finite(model):
-        raise CheckpointError(
-            f"{path} holds weights that are not finite (NaN or infinity: a diverged run?); use an earlier checkpoint"
-        )
+    return all_finite([*model.parameters(), *model.buffers()])
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
@@ -131,5 +136,4 @@ def load_trained(path: Path, device: torch.device | str = "cpu") -> TrainedModel
         raise CheckpointError(
             f"{path}: its weights do not fit its declared architecture ({str(error)[:200]})"
         ) from None
-    check_finite_weights(model, path)
     return TrainedModel(model.to(device).eval(), spec, FeatureStats.from_dict(content["stats"]), content["config"])

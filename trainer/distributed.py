@@ -40,9 +40,8 @@ def device_check(requested: str) -> tuple[bool, str]:
     cuda or cuda:N, and a CUDA device only where there is one."""
     if not DEVICE_NAME.fullmatch(requested):
         return False, f"--device must be auto, cpu, cuda or cuda:N, not {requested!r}"
-    index = int(requested.partition(":")[2] or 0)
-    if requested.startswith("cuda") and index >= torch.cuda.device_count():
-        found = torch.cuda.device_count()
+    found = torch.cuda.device_count() if requested.startswith("cuda") else 0
+    if requested.startswith("cuda") and int(requested.partition(":")[2] or 0) >= found:
         return False, f"--device {requested}: this machine has {found} CUDA device(s); pass --device cpu or auto"
     return True, ""
 

@@ -31,7 +31,7 @@ from avts.seeds import stable_int
 from avts.stats import FeatureStats
 from trainer import distributed
 from trainer.augment import AudioNormalizer
-from trainer.checkpoint import CheckpointError, check_finite_weights, load_checkpoint
+from trainer.checkpoint import CheckpointError, load_checkpoint
 from trainer.data import WINDOW, Batch, LoaderSpec, build_loader
 from trainer.finetune_config import SCRATCH, FinetuneConfig
 from trainer.finetune_eval import ClassificationResult, plot_finetune, predict_clips, score_videos, write_results
@@ -257,10 +257,6 @@ def load_backbone(cfg: FinetuneConfig, shards: list[str]) -> Backbone:
         model.load_state_dict(content["model"])
     except RuntimeError as error:
         raise TrainError(f"--init {cfg.init}: its weights do not fit its own model_spec: {str(error)[:300]}") from None
-    try:
-        check_finite_weights(model, cfg.init)
-    except CheckpointError as error:
-        raise TrainError(f"--init: {error}") from None
     return Backbone(model, spec, FeatureStats.from_dict(content["stats"]))
 
 

@@ -40,7 +40,6 @@ from trainer import distributed
 from trainer.augment import AudioNormalizer
 from trainer.checkpoint import (
     CheckpointError,
-    check_finite_weights,
     load_checkpoint,
     load_resumable,
     restore_rng,
@@ -335,10 +334,6 @@ def init_weights(model: AVTSModel, checkpoint: Path, device: torch.device) -> No
         raise TrainError(f"{checkpoint} holds weights of another shape: {str(error)[:300]}") from None
     if any(not name.startswith("head.") for name in missing):
         raise TrainError(f"{checkpoint} does not hold AVTS weights for this architecture")
-    try:
-        check_finite_weights(model, checkpoint)
-    except CheckpointError as error:
-        raise TrainError(str(error)) from None
 
 
 def fresh_state(cfg: LoopSettings, runtime: distributed.Runtime) -> TrainState:
@@ -460,8 +455,7 @@ def train_one_epoch(run: Run, epoch: int) -> EpochStats:
             due = cfg.ckpt_every and state.global_step - last_checkpoint >= cfg.ckpt_every
             if due and resumable_here(state, cfg):
                 check_bad_steps(run, window)
-                with interrupts_deferred():
-                    save_run(run, losses)
+                save_run(run, losses)
                 last_checkpoint = state.global_step
     check_bad_steps(run, window)
     if state.step_in_epoch == 0:
@@ -602,20 +596,21 @@ def save_run(run: Run, losses: LossTally | None, epoch_end: int | None = None) -
     if losses is not None:  # mid-epoch: the loss so far travels with the checkpoint
         total, count = sum(total for total, _ in totals), sum(count for _, count in totals)
         state = TrainState(**{**asdict(state), "loss_sum": total, "loss_count": count})
-    save_checkpoint(
-        run.checkpoints,
-        {
-            **run.task.checkpoint_content(),
-            "model": run.model.state_dict(),
-            "optimizer": run.optimizer.state_dict(),
-            "scheduler": run.schedule.state_dict(),
-            "state": asdict(state),
-            "rng": rng,
-            "config": run.cfg.to_dict(),
-        },
-        epoch_end=epoch_end,
-        keep=run.cfg.keep_checkpoints,
-    )
+    with interrupts_deferred():  # a Ctrl-C lands once the checkpoint is written, not inside torch.save
+        save_checkpoint(
+            run.checkpoints,
+            {
+                **run.task.checkpoint_content(),
+                "model": run.model.state_dict(),
+                "optimizer": run.optimizer.state_dict(),
+                "scheduler": run.schedule.state_dict(),
+                "state": asdict(state),
+                "rng": rng,
+                "config": run.cfg.to_dict(),
+            },
+            epoch_end=epoch_end,
+            keep=run.cfg.keep_checkpoints,
+        )
 
 
 def gather_rng(generator: torch.Generator, runtime: distributed.Runtime) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from avts.atomic import atomic_write_text
 from avts.config_cli import add_config_arguments, config_from_args
-from avts.console import error_console, report_interrupt
+from avts.console import interruptible
 from trainer.downstream.avts_eval import EvalConfig, EvalError, print_results, run_eval
 
 
@@ -36,12 +36,9 @@ def parse_args(argv: list[str] | None) -> EvalConfig:
 def main(argv: list[str] | None = None) -> int:
     """Run `avts-eval`; returns the exit status."""
     config = parse_args(argv)
-    try:
-        return run_command(config)
-    except KeyboardInterrupt:
-        return report_interrupt(
-            error_console(), "avts-eval", "results are written only at the end; rerun the same command"
-        )
+    return interruptible(
+        "avts-eval", "results are written only at the end; rerun the same command", lambda: run_command(config)
+    )
 
 
 def run_command(config: EvalConfig) -> int:

@@ -17,7 +17,7 @@ import time
 from rich.console import Console
 
 from avts.config_cli import add_config_arguments, config_from_args
-from avts.console import USER_ERRORS, error_console, report_failure, report_interrupt
+from avts.console import USER_ERRORS, error_console, interruptible, report_failure
 from trainer.checkpoint import CheckpointError
 from trainer.downstream.avts_eval import EvalError, load_model, pick_device
 from trainer.downstream.features import FeaturesConfig, FeaturesError, extract_features
@@ -40,12 +40,9 @@ def parse_args(argv: list[str] | None) -> FeaturesConfig:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `avts-features`; returns the exit status."""
     config = parse_args(argv)
-    try:
-        return run_command(config)
-    except KeyboardInterrupt:
-        return report_interrupt(
-            error_console(), TOOL, "the features are written only at the end; rerun the same command"
-        )
+    return interruptible(
+        TOOL, "the features are written only at the end; rerun the same command", lambda: run_command(config)
+    )
 
 
 def run_command(config: FeaturesConfig) -> int:

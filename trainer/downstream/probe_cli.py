@@ -22,7 +22,7 @@ from typing import Any
 from rich.console import Console
 
 from avts.config_cli import add_config_arguments, config_from_args, option, output_file_checks, validate
-from avts.console import USER_ERRORS, error_console, report_failure, report_interrupt
+from avts.console import USER_ERRORS, error_console, interruptible, report_failure
 from avts.progress import CountProgress
 from avts.stats import FeatureStats
 from trainer.checkpoint import CheckpointError
@@ -185,10 +185,9 @@ def _mfcc_table(
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `avts-probe`."""
     config = parse_args(argv)
-    try:
-        return run_command(config)
-    except KeyboardInterrupt:
-        return report_interrupt(error_console(), TOOL, "results are written only at the end; rerun the same command")
+    return interruptible(
+        TOOL, "results are written only at the end; rerun the same command", lambda: run_command(config)
+    )
 
 
 def run_command(config: ProbeConfig) -> int:

@@ -18,17 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from avts.atomic import atomic_write_text
 from avts.config_cli import add_config_arguments, config_from_args
-from avts.console import error_console, printable, report_interrupt
+from avts.console import interruptible, printable, report_failure
 from avts.folder_lock import FolderLockError, hold
 from avts.progress import CountProgress
 from trainer.downstream.avts_eval import EvalError, input_settings, load_model, pick_device
 from trainer.downstream.sync import SIGN_CONVENTION, SyncConfig, SyncError, plot_curve, sync_file
 
+TOOL = "avts-sync"
 LOCK = ".avts-sync.lock"  # one avts-sync per --out folder
 RESULTS = "sync.json"
 
@@ -36,7 +36,7 @@ RESULTS = "sync.json"
 def parse_args(argv: list[str] | None) -> SyncConfig:
     """Command-line flags → :class:`SyncConfig` (the videos are positional, the rest one flag per field)."""
     parser = argparse.ArgumentParser(
-        prog="avts-sync",
+        prog=TOOL,
         description="Find the audio-video offset of video files with a trained AVTS model: distances between "
         "1-s video windows and audio windows shifted over ±range, combined over the file; positive "
         "offset = the audio lags the video.",
@@ -83,14 +83,11 @@ def results_table(files: list[dict[str, Any]]) -> Table:
 def main(argv: list[str] | None = None) -> int:
     """Run `avts-sync`; returns the exit status."""
     config = parse_args(argv)
-    try:
-        return run_command(config)
-    except KeyboardInterrupt:
-        return report_interrupt(
-            error_console(),
-            "avts-sync",
-            "sync.json is written at the end (plots of the files done so far are in --out); rerun the same command",
-        )
+    return interruptible(
+        TOOL,
+        "sync.json is written at the end (plots of the files done so far are in --out); rerun the same command",
+        lambda: run_command(config),
+    )
 
 
 def foreign_files(folder: Path) -> list[str]:
@@ -112,17 +109,13 @@ def run_command(config: SyncConfig) -> int:
     foreign = foreign_files(config.out)
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-        console.print(
-            f"[bold red]avts-sync:[/] --out {escape(str(config.out))} holds files avts-sync did not write "
-            f"({escape(shown)}); give a new or empty folder"
-        )
-        return 1
+        message = f"--out {config.out} holds files avts-sync did not write ({shown}); give a new or empty folder"
+        return report_failure(console, TOOL, SyncError(message))
     try:
-        with hold(config.out, LOCK, "avts-sync", "give another --out"):
+        with hold(config.out, LOCK, TOOL, "give another --out"):
             return sync_files(config, console)
     except FolderLockError as error:
-        console.print(f"[bold red]avts-sync:[/] {escape(str(error))}")
-        return 1
+        return report_failure(console, TOOL, error)
 
 
 def sync_files(config: SyncConfig, console: Console) -> int:
@@ -132,8 +125,7 @@ def sync_files(config: SyncConfig, console: Console) -> int:
     try:
         trained = load_model(config.checkpoint, device)
     except EvalError as error:
-        console.print(f"[bold red]avts-sync: {error}")
-        return 1
+        return report_failure(console, TOOL, error)
     settings = input_settings(trained, device)
     files: list[dict[str, Any]] = []
     taken: set[str] = set()
