@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 
 import av
 import numpy as np
-from python_speech_features import logfbank, sigproc
+from numpy.lib.stride_tricks import sliding_window_view
+from python_speech_features import get_filterbanks, logfbank, sigproc
 
 from avts.schema import (
     AUDIO_SAMPLE_RATE,
@@ -94,11 +95,11 @@ class StreamingFilterbank:
     python_speech_features does the work: ``sigproc.preemphasis`` on what has arrived once a block's worth has,
     with the previous samples' last one carried over (so the emphasized signal is the one of the whole; pieces are
     only collected meanwhile, since one call per decoded frame cost more than the filterbank), then ``logfbank``
-    without emphasis on
-    blocks of :data:`BLOCK_ROWS` whole windows on the global 160-sample grid, the last block zero-padded to the
-    same size (the padded rows are dropped). Every filterbank product thus has the same shape; numpy's FFT works
-    row by row and OpenBLAS gives a row the same bits in any product of more than ~30 rows (its small-matrix kernel
-    rounds differently below that), so the rows equal those of one call on the whole signal, bit for bit (tested in
+    without emphasis (its arithmetic, less the work it throws away: :func:`_filterbank_block`) on blocks of
+    :data:`BLOCK_ROWS` whole windows on the global 160-sample grid, the last block zero-padded to the same size
+    (the padded rows are dropped). Every filterbank product thus has the same shape; numpy's FFT works row by row
+    and OpenBLAS gives a row the same bits in any product of more than ~30 rows (its small-matrix kernel rounds
+    differently below that), so the rows equal those of one call on the whole signal, bit for bit (tested in
     ``tests/test_audio.py`` for 2.5 s and longer, the shortest video kept by default).
     """
 
@@ -152,16 +153,22 @@ class StreamingFilterbank:
         return np.concatenate(self._rows)
 
 
+@functools.cache
+def _mel_filters() -> np.ndarray:
+    """python_speech_features' filterbank for our settings (``logfbank`` builds it again on every call)."""
+    return get_filterbanks(FBANK_FILTERS, FBANK_NFFT, AUDIO_SAMPLE_RATE, 0, AUDIO_SAMPLE_RATE / 2)
+
+
 def _filterbank_block(emphasized: np.ndarray) -> np.ndarray:
-    return logfbank(
-        emphasized,
-        samplerate=AUDIO_SAMPLE_RATE,
-        winlen=FBANK_WINDOW_S,
-        winstep=FBANK_STEP_S,
-        nfilt=FBANK_FILTERS,
-        nfft=FBANK_NFFT,
-        preemph=0,
-    )
+    """``logfbank(emphasized, preemph=0)`` at our settings for a signal of whole windows, step by step as it computes
+    it (``sigproc.powspec``, the same filterbank product, zeros floored at machine epsilon, ``log``), less the work
+    whose result it throws away: the windows are a strided view rather than a gathered copy multiplied by a window
+    of ones, the filterbank is built once, and the per-frame energy is not summed. Bit for bit the same rows
+    (tested in ``tests/test_audio.py`` against ``logfbank``)."""
+    frames = sliding_window_view(emphasized, WINDOW_SAMPLES)[::SAMPLES_PER_FEATURE]
+    power = sigproc.powspec(frames, FBANK_NFFT)
+    energies = np.dot(power, _mel_filters().T)
+    return np.log(np.where(energies == 0, np.finfo(float).eps, energies))
 
 
 class AudioCollector:
@@ -436,7 +443,7 @@ class AudioTrack:
         assert self._resampler is not None
         source_frame = round(frame.samples * AUDIO_SAMPLE_RATE / frame.sample_rate)
         for out in self._resampler.resample(frame):
-            self._timeline.place(out.to_ndarray().reshape(-1), grid_position(out), after_loss, source_frame)
+            self._timeline.place(resampled_samples(out), grid_position(out), after_loss, source_frame)
 
     def video_progress(self, start_s: float | None, frames: int) -> None:
         """The stored video so far: the source time of its first frame (once known) and its frame count."""
@@ -473,8 +480,14 @@ class AudioTrack:
     def _flush_resampler(self) -> None:
         if self._resampler is not None:
             for out in self._resampler.resample(None):
-                self._timeline.place(out.to_ndarray().reshape(-1), grid_position(out), False, 0)
+                self._timeline.place(resampled_samples(out), grid_position(out), False, 0)
             self._resampler = None
+
+
+def resampled_samples(frame: av.AudioFrame) -> np.ndarray:
+    """The int16 samples of a resampled (mono, packed) frame, viewed in its buffer: ``to_ndarray`` copies them
+    through ``np.vstack``, which cost more than the rest of placing the frame."""
+    return np.frombuffer(memoryview(frame.planes[0]), np.int16, frame.samples)
 
 
 def grid_position(frame: av.AudioFrame) -> int | None:

@@ -221,6 +221,7 @@ def decode_streams(
     """
     decoded = Decoded([], StreamCoverage(), StreamCoverage())
     frame_s = 1 / float(video_stream.average_rate) if video_stream.average_rate else 1 / VIDEO_FPS
+    video_time_base = float(video_stream.time_base or 0)
     try:
         for packet in container.demux(*[stream for stream in (video_stream, audio_stream) if stream is not None]):
             coverage = decoded.video if packet.stream is video_stream else decoded.audio
@@ -234,12 +235,7 @@ def decode_streams(
                 continue
             for frame in frames:
                 if isinstance(frame, av.VideoFrame):
-                    time_base = frame.time_base
-                    duration = (
-                        frame.duration * time_base.numerator / time_base.denominator
-                        if frame.duration and time_base
-                        else 0
-                    )
+                    duration = frame.duration * video_time_base if frame.duration else 0  # frames: the stream's base
                     coverage.frame(frame.time, duration or frame_s)
                     video.push(frame)
                     audio.video_progress(video.start_s, video.frames)

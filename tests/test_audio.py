@@ -22,6 +22,7 @@ from pipeline.audio import (
     VideoClockWindow,
     grid_position,
     log_filterbank,
+    resampled_samples,
 )
 
 
@@ -258,3 +259,18 @@ def test_grid_position_rounds_exact_halves_to_even_as_round_does() -> None:
     assert positions == [0, 2, 2, 4]
     frame.pts = None
     assert grid_position(frame) is None
+
+
+def test_resampled_samples_are_the_frames_samples_whatever_its_buffer_padding() -> None:
+    """The in-place view must give exactly ``to_ndarray``'s samples: libav pads frame buffers, so the view has to stop
+    at the frame's sample count."""
+    source = av.AudioFrame.from_ndarray(
+        np.random.default_rng(1).integers(-3000, 3000, (2, 1023), dtype=np.int16), format="s16p", layout="stereo"
+    )
+    source.sample_rate, source.pts, source.time_base = 44100, 0, Fraction(1, 44100)
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=16000)
+    frames = [*resampler.resample(source), *resampler.resample(None)]
+    assert sum(frame.samples for frame in frames) > 300
+    for frame in frames:
+        assert frame.planes[0].buffer_size >= 2 * frame.samples
+        assert np.array_equal(resampled_samples(frame), frame.to_ndarray().reshape(-1))
