@@ -46,6 +46,7 @@ def summary_table(summary: IngestSummary, config: IngestConfig) -> Table:
         table.add_row("[red]shards not written", f"[red]{summary.failed_shards} (a rerun retries them)")
     table.add_row("bytes", f"{summary.bytes:,}")
     table.add_row("elapsed", f"{summary.elapsed_s:.1f} s")
+    table.add_row("engine", config.engine_description())
     table.add_row("shards in", str(config.out))
     table.add_row("manifests in", str(config.manifest_dir))
     return table

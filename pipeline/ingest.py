@@ -257,7 +257,7 @@ def completed_part(config: IngestConfig, job: ShardJob, present: set[str]) -> Sh
 def start_engine(config: IngestConfig) -> Engine:
     """The configured engine, its workers' math libraries limited to their threads."""
     env = worker_env(config.threads_per_worker)
-    if config.engine == "ray":
+    if config.uses_ray:
         return RayEngine(config, env)
     return ProcessEngine(config.workers, config.encode_settings(), config.shard_output(), config.task_retries, env)
 

@@ -7,7 +7,6 @@ a task whose worker or node died (``task_retries``) and rebuilds lost pieces fro
 
 from __future__ import annotations
 
-import os
 from collections.abc import Hashable
 from typing import Any
 
@@ -28,7 +27,7 @@ class RayEngine:
     """Transcodes videos and writes shards as Ray tasks."""
 
     def __init__(self, config: IngestConfig, env: dict[str, str]) -> None:
-        address = config.address or os.environ.get("RAY_ADDRESS")
+        address = config.ray_address
         prepare_environment(address)
         try:
             import ray

@@ -1,4 +1,5 @@
-"""The distributor and the local process engine, in process: per-video work, shard assembly, worker deaths.
+"""The distributor and the local process engine, in process: per-video work, shard assembly, worker deaths; which
+engine a run takes.
 
 A worker that dies takes exactly the task it held: that task is retried on a fresh worker (and fails for
 good after ``retries`` more deaths) while the other tasks complete; shards are assembled from their videos'
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import tarfile
 from collections.abc import Hashable
 from pathlib import Path
@@ -18,13 +21,14 @@ import numpy as np
 import pytest
 
 from avts.schema import Sample, SampleMeta
-from pipeline.config import EncodeSettings, ShardOutput
+from pipeline.config import EncodeSettings, IngestConfig, ShardOutput
 from pipeline.discover import ShardJob, VideoItem
 from pipeline.distributor import ShardDone, VideoDone, distribute
 from pipeline.manifest import OK, ShardPart, ShardRecord, video_row
 from pipeline.process_engine import ProcessEngine, WorkerDied
 from pipeline.tasks import VideoReport
 from pipeline.writer import end_of_archive, sample_tar_bytes
+from tests.conftest import REPO, make_av_clip
 
 SETTINGS = EncodeSettings(
     short_side=64, crf=23, preset="ultrafast", mp3=False, mp3_bitrate=64000, min_duration=1.0, threads=1
@@ -188,3 +192,53 @@ def test_assembled_pieces_are_exactly_what_tarfile_writes(count: int) -> None:
                     tar.addfile(member, one.extractfile(member))
     assert assembled == reference.getvalue()
     assert len(assembled) % tarfile.RECORDSIZE == 0
+
+
+@pytest.mark.parametrize(
+    ("engine", "address", "ray_address_variable", "expected"),
+    [
+        ("auto", None, None, "process pool, 2 workers"),  # one machine: Ray's start-up would buy nothing
+        ("auto", "10.0.0.1:6379", None, "Ray cluster at 10.0.0.1:6379"),
+        ("auto", None, "10.0.0.2:6379", "Ray cluster at 10.0.0.2:6379"),  # as inside a Ray job
+        ("ray", None, None, "embedded local Ray, 2 workers"),
+        ("processes", None, "10.0.0.2:6379", "process pool, 2 workers"),  # asked for: the variable does not win
+    ],
+)
+def test_the_engine_is_ray_only_when_asked_or_a_cluster_is_named(
+    engine: str,
+    address: str | None,
+    ray_address_variable: str | None,
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    if ray_address_variable:
+        monkeypatch.setenv("RAY_ADDRESS", ray_address_variable)
+    config = IngestConfig(src=tmp_path, out=str(tmp_path / "shards"), workers=2, engine=engine, address=address)
+    assert config.engine_description() == expected
+    assert config.uses_ray == expected.startswith(("Ray", "embedded"))
+
+
+def test_an_address_with_the_process_pool_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--address joins a Ray cluster"):
+        IngestConfig(src=tmp_path, out=str(tmp_path / "shards"), engine="processes", address="auto")
+
+
+def test_a_run_at_default_flags_on_one_machine_never_starts_ray_and_says_where_it_ran(tmp_path: Path) -> None:
+    for index in range(3):
+        make_av_clip(tmp_path / "src" / f"clip{index}.mp4", 3.0, width=96, height=64, seed=index)
+    run = f"""
+import sys
+from pipeline.cli import main
+status = main(["--src", {str(tmp_path / "src")!r}, "--out", {str(tmp_path / "shards")!r}, "--workers", "2",
+               "--short-side", "64"])
+print("status", status, "ray imported", "ray" in sys.modules)
+"""
+    env = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
+    done = subprocess.run(
+        [sys.executable, "-c", run], cwd=REPO, env={**env, "CI": "true"}, capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.split() == ["status", "0", "ray", "imported", "False"], done.stderr
+    assert "process pool, 2 workers" in done.stderr
+    assert len(list((tmp_path / "shards").glob("*.tar"))) >= 1

@@ -125,8 +125,9 @@ INTERRUPTED = "avts-ingest: interrupted; complete shards are kept; rerun the sam
 
 def ingest_driver(clips: Path, out: Path) -> subprocess.Popen[str]:
     """``avts-ingest`` on the embedded Ray as its own process (and process group), output captured."""
+    command = [sys.executable, "-m", "pipeline.cli", "--src", str(clips), "--out", str(out), "--engine", "ray"]
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "--src", str(clips), "--out", str(out), "--workers", "2", *ARGS],
+        [*command, "--workers", "2", *ARGS],
         cwd=REPO,
         env={**os.environ, "CI": "true"},
         stdout=subprocess.PIPE,
