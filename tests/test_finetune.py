@@ -231,6 +231,18 @@ def test_bad_checkpoints_are_clear_errors(data: Path, tmp_path: Path, capsys: py
     assert "is an avts-finetune checkpoint" in " ".join(capsys.readouterr().err.split())
     assert not (tmp_path / "again" / "checkpoints").exists()
 
+    # --resume in another tool's run folder: said in one line, not as a list of every setting that differs
+    pretrain_config = (data / "pretrain" / "config.json").read_text()
+    assert finetune(data, data / "pretrain", "--init", "scratch", "--resume") == 1
+    message = " ".join(capsys.readouterr().err.split())
+    assert f"{data / 'pretrain'} holds an avts-train run, which this command cannot continue" in message
+    assert f"--init {checkpoint}" in message and "differ" not in message
+    assert (data / "pretrain" / "config.json").read_text() == pretrain_config
+    shards = ["--shards", str(data / "shards"), "--device", "cpu", "--resume"]
+    assert train_main([*shards, "--out", str(tmp_path / "ft")]) == 1
+    message = " ".join(capsys.readouterr().err.split())
+    assert "holds an avts-finetune run, which this command cannot continue" in message and "--init" not in message
+
 
 def test_shards_without_labels_are_refused(
     train_shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -202,6 +202,18 @@ def test_folder_layout_assigns_stratified_folds_by_name_hash(tmp_path: Path) -> 
         zip(names[::-1], hashed_folds(names[::-1], 2), strict=True)
     )
     assert sorted(hashed_folds(names, 3)) == ["1", "1", "2", "3"]
+    assert {item.fold for item in read_folder_layout(tmp_path / "src", folds=5).files} == {"1", "2", "3", "4", "5"}
+    with pytest.raises(LayoutError, match=r"--folds 6: the largest class \(beach\) has 5 files"):
+        read_folder_layout(tmp_path / "src", folds=6)  # it used to run as 5-fold without a word
+
+
+def test_a_csv_listing_a_file_twice_is_refused(esc_like: Path, tmp_path: Path) -> None:
+    meta = tmp_path / "meta" / "twice.csv"
+    meta.parent.mkdir()
+    (tmp_path / "audio").symlink_to(esc_like / "audio")
+    meta.write_text("filename,fold,category\n1-low-0.wav,1,low\n1-mid-0.wav,2,mid\n./1-low-0.wav,2,mid\n")
+    with pytest.raises(LayoutError, match=r"rows 1 and 3 both list .*1-low-0.wav; list each file once"):
+        read_csv_layout(meta)  # under two labels, the probe used to score it as both
 
 
 # ---- folds, averaging, SVM ------------------------------------------------------------------------------------
@@ -408,6 +420,7 @@ def test_cli_skips_bad_files_pads_short_ones_and_refuses_bad_flags(
         (["--features", "mfcc", "--src", str(audio)], "--meta and --src cannot be combined"),
         (["--features", "random", "--pool", "4by1"], "expected BANDSxTIME"),
         (["--features", "random", "--subclips", "0"], "--subclips must be in [1, 100]"),
+        (["--features", "mfcc", "--folds", "3"], "--folds applies to --src: a CSV brings its own folds"),
     ):
         with pytest.raises(SystemExit) as exit_info:
             main(["--meta", str(meta), *bad])

@@ -121,6 +121,16 @@ class TrainedModel:
     config: dict[str, Any]
 
 
+def run_kind(content: dict[str, Any]) -> str:
+    """Which tool's run a checkpoint comes from, in words (avts-train keeps a ``model_spec``, avts-finetune a
+    ``classifier_spec``)."""
+    if "classifier_spec" in content:
+        return "an avts-finetune run"
+    if "model_spec" in content:
+        return "an avts-train run"
+    return "a run of an unknown kind"
+
+
 def load_trained(path: Path, device: torch.device | str = "cpu") -> TrainedModel:
     """Rebuild the model of an `avts-train` checkpoint, in eval mode, for the downstream tools."""
     content = load_checkpoint(path, device)

@@ -12,7 +12,8 @@ Supported layouts:
   one example; folds are assigned deterministically and stratified (see :func:`hashed_folds`). Hidden
   files are passed over; files directly in ``DIR`` are listed in ``skipped``.
 
-A CSV row whose file does not exist is not an error: it is returned in ``LabeledSet.skipped``.
+A CSV row whose file does not exist is not an error: it is returned in ``LabeledSet.skipped``. A file listed in two
+rows is (:class:`LayoutError`): counted twice, or under two labels, it would make the score meaningless.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ FOLDS: Scheme = "folds"
 SPLIT: Scheme = "split"
 TRAIN_SPLIT, TEST_SPLIT = "train", "test"
 LABEL_COLUMNS = ("category", "label", "target")
+DEFAULT_FOLDS = 5
 
 
 class LayoutError(ValueError):
@@ -87,6 +89,7 @@ def read_csv_layout(meta: Path, audio_dir: Path | None = None) -> LabeledSet:
         raise LayoutError(f"{meta}: no rows")
     fold_column = "fold" if scheme == FOLDS else "split"
     files, skipped = [], []
+    first_row: dict[Path, int] = {}
     for number, row in enumerate(rows, start=1):
         path = _row_path(row, meta, audio_dir)
         label = (row.get(label_column) or "").strip()
@@ -103,7 +106,12 @@ def read_csv_layout(meta: Path, audio_dir: Path | None = None) -> LabeledSet:
             reason = f"no {label_column if not label else fold_column}"
         elif not path.is_file():
             reason = "file not found"
+        elif path.resolve() in first_row:  # counted twice, or under two labels: the probe's score would mean nothing
+            raise LayoutError(
+                f"{meta}: rows {first_row[path.resolve()]} and {number} both list {path}; list each file once"
+            )
         else:
+            first_row[path.resolve()] = number
             files.append(LabeledFile(path, label, fold))
             continue
         skipped.append(Skipped(str(path) if path is not None else f"{meta} row {number}", reason))
@@ -120,8 +128,9 @@ def _row_path(row: dict[str, str], meta: Path, audio_dir: Path | None) -> Path |
     return meta.parent.parent / "audio" / filename if filename else None
 
 
-def read_folder_layout(src: Path, folds: int = 5) -> LabeledSet:
-    """Read a folder with one sub-folder per class; files get deterministic stratified folds ``1..folds``."""
+def read_folder_layout(src: Path, folds: int = DEFAULT_FOLDS) -> LabeledSet:
+    """Read a folder with one sub-folder per class; files get deterministic stratified folds ``1..folds``. More folds
+    than the largest class has files would leave folds empty (fewer folds than asked): refused."""
     if folds < 2:
         raise LayoutError(f"--folds must be at least 2, got {folds}")
     found = find_files(src)
@@ -135,6 +144,12 @@ def read_folder_layout(src: Path, folds: int = 5) -> LabeledSet:
             skipped.append(Skipped(str(path), "not in a class folder"))
     if not by_class:
         raise LayoutError(f"{src}: no files in class sub-folders")
+    largest = max(by_class, key=lambda label: len(by_class[label]))
+    if folds > len(by_class[largest]):
+        raise LayoutError(
+            f"--folds {folds}: the largest class ({largest}) has {len(by_class[largest])} files, so at most "
+            f"{len(by_class[largest])} folds can hold any; ask for fewer folds"
+        )
     files = []
     for label in sorted(by_class):
         names = [path.relative_to(src).as_posix() for path in by_class[label]]

@@ -29,7 +29,13 @@ from trainer.checkpoint import CheckpointError
 from trainer.distributed import device_check
 from trainer.downstream.audio_input import FeatureTable, decode_table, subclip_filterbanks
 from trainer.downstream.avts_eval import pick_device
-from trainer.downstream.labeled_audio import LabeledFile, LayoutError, read_csv_layout, read_folder_layout
+from trainer.downstream.labeled_audio import (
+    DEFAULT_FOLDS,
+    LabeledFile,
+    LayoutError,
+    read_csv_layout,
+    read_folder_layout,
+)
 from trainer.downstream.mfcc import mfcc_stats
 from trainer.downstream.probe import (
     ProbeError,
@@ -71,7 +77,7 @@ class ProbeConfig:
         help="folder holding the CSV's `filename`s (default: the audio_file "
         "column, else audio/ beside the CSV's folder)",
     )
-    folds: int = option(5, help="folds assigned by name hash with --src")
+    folds: int | None = option(None, help=f"--src: folds dealt by name hash (unset: {DEFAULT_FOLDS})")
     subclips: int = option(10, help="equally spaced 2-s sub-clips per file")
     pool: str = option(
         DEFAULT_POOL_TEXT, metavar="BANDSxTIME", help="adaptive max pool of conv5: 256 x BANDS x TIME dims per sub-clip"
@@ -102,6 +108,8 @@ class ProbeConfig:
                 (self.meta is not None or self.src is not None, "one of --meta or --src is required"),
                 (self.meta is None or self.src is None, "--meta and --src cannot be combined"),
                 (self.meta is None or not self.meta.is_dir(), "--meta must be a CSV file, not a folder (or use --src)"),
+                (self.folds is None or self.src is not None, "--folds applies to --src: a CSV brings its own folds"),
+                (self.folds is None or self.folds >= 2, "--folds must be at least 2"),
                 (self.features != "avts" or self.checkpoint is not None, "--features avts needs --checkpoint"),
                 *(
                     (not value or self.features == features, f"{flag} only applies to --features {features}")
@@ -200,7 +208,7 @@ def run_command(config: ProbeConfig) -> int:
         labeled = (
             read_csv_layout(config.meta, config.audio_dir)
             if config.meta is not None
-            else read_folder_layout(config.source, config.folds)
+            else read_folder_layout(config.source, config.folds or DEFAULT_FOLDS)
         )
         extract = _mfcc_table if config.features == "mfcc" else _conv5_table
         table, info = extract(config, labeled.files, errors)
