@@ -482,12 +482,6 @@ def fmt(value: float | None, digits: int = 2, suffix: str = "", missing: str = "
     )
 
 
-def best_baseline(parallel: Timing | None, sequential: Timing | None) -> float | None:
-    """Wall time of the faster CLI arrangement, if any ran."""
-    walls = [t.wall_s for t in (parallel, sequential) if t is not None]
-    return min(walls) if walls else None
-
-
 def summary_table(report: Report, workers_list: list[int], have_cli: bool) -> str:
     skipped = "n/a" if have_cli else "skipped"
     sequential = report.best("cli-default-threads", None)
@@ -506,14 +500,10 @@ def summary_table(report: Report, workers_list: list[int], have_cli: bool) -> st
         parallel = report.best("cli-1-thread", workers)
         ours = report.best("ours", workers)
         command = report.best("ours-command", workers)
-        command_ratio = (
-            command.wall_s / baseline_wall
-            if command and (baseline_wall := best_baseline(parallel, sequential))
-            else None
-        )
-        command_mark = "" if command_ratio is None else (" ✓" if command_ratio <= RATIO_GOAL else " ✗")
         candidates = [t for t in (parallel, sequential) if t is not None]
         baseline = min(candidates, key=lambda t: t.wall_s) if candidates else None
+        command_ratio = command.wall_s / baseline.wall_s if command and baseline else None
+        command_mark = "" if command_ratio is None else (" ✓" if command_ratio <= RATIO_GOAL else " ✗")
         which = ""
         if baseline is not None:
             which = " (W × 1 thread)" if baseline is parallel else " (default threads)"

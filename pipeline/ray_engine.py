@@ -13,7 +13,7 @@ from typing import Any
 from pipeline.config import EncodeSettings, IngestConfig
 from pipeline.discover import ShardJob, VideoItem
 from pipeline.manifest import ShardPart
-from pipeline.ray_start import EmbeddedRay, join_cluster, prepare_environment
+from pipeline.ray_start import EmbeddedRay, RayUnreachable, join_cluster, prepare_environment
 from pipeline.tasks import VideoReport, transcode_video, write_shard
 
 
@@ -39,7 +39,15 @@ class RayEngine:
         self._started_here = not ray.is_initialized()
         self._embedded: EmbeddedRay | None = None
         if self._started_here and address:
-            join_cluster(ray, address, env)
+            try:
+                join_cluster(ray, address, env)
+            except RayUnreachable as error:
+                if config.address is None:  # named by the environment alone: it may be left over from another job
+                    raise RayUnreachable(
+                        f"{error} (RAY_ADDRESS={address} is set; unset it, or pass --engine processes, to run on "
+                        "this machine)"
+                    ) from None
+                raise
         elif self._started_here:
             self._embedded = EmbeddedRay(ray, config.workers * config.threads_per_worker, env)
         self._transcode: Any = ray.remote(

@@ -265,6 +265,20 @@ def test_an_address_where_no_ray_listens_fails_in_seconds(
     assert f"no Ray cluster at 127.0.0.1:{port}: connection refused" in " ".join(capsys.readouterr().err.split())
 
 
+def test_a_stale_ray_address_variable_is_named_with_the_way_to_run_locally(
+    clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At default flags RAY_ADDRESS sends the run to Ray (as inside a Ray job); one left over from another job must
+    not leave the user wondering why a one-machine run looks for a cluster."""
+    (port,) = free_ports(1)
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    assert main(["--src", str(clips), "--out", str(tmp_path / "shards"), *ARGS]) == 1
+    message = " ".join(capsys.readouterr().err.split())
+    assert f"no Ray cluster at 127.0.0.1:{port}: connection refused" in message
+    assert f"RAY_ADDRESS=127.0.0.1:{port} is set; unset it, or pass --engine processes" in message
+    assert main(["--src", str(clips), "--out", str(tmp_path / "shards"), "--engine", "processes", *ARGS]) == 0
+
+
 def ingest_on(cluster: LocalRayCluster, clips: Path, out: Path) -> subprocess.Popen[str]:
     """avts-ingest joining the cluster (a separate driver process with the cluster's token)."""
     command = [
