@@ -15,6 +15,7 @@ from typing import Any
 
 from avts import storage
 from avts.config_cli import option, validate
+from avts.cpus import usable_cpus
 
 ENGINES = ("auto", "ray", "processes")
 READ_ONLY_PROTOCOLS = ("pipe", "http", "https")  # sources that can be read but not written to
@@ -100,7 +101,9 @@ class IngestConfig:
     )
     crf: int = option(23, help="x264 quality of the stored video (0-51, lower is better)")
     preset: str = option("veryfast", help="x264 speed preset of the stored video", choices=X264_PRESETS)
-    workers: int = option(factory=lambda: os.cpu_count() or 1, help="parallel workers (default: cores)")
+    workers: int = option(
+        factory=usable_cpus, help="parallel workers (default: the CPUs this process may use, container quota included)"
+    )
     threads_per_worker: int = option(1, help="decoder/encoder threads per worker")
     engine: str = option(
         "auto",

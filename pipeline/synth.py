@@ -23,7 +23,6 @@ from __future__ import annotations
 import colorsys
 import json
 import math
-import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import av
 import numpy as np
 
 from avts.config_cli import option, validate
+from avts.cpus import usable_cpus
 
 METADATA_KEY = "avts_synth"
 METADATA_VERSION = 1
@@ -67,7 +67,7 @@ class SynthConfig:
     fps: int = option(25, help="frame rate")
     sample_rate: int = option(16000, help="audio sample rate, Hz")
     seed: int = option(0, help="random seed (the same seed gives the same files)")
-    workers: int = option(factory=lambda: os.cpu_count() or 1, help="parallel processes (default: cores)")
+    workers: int = option(factory=usable_cpus, help="parallel processes (default: the CPUs this process may use)")
     min_gap: float = option(0.25, help="shortest time between event onsets, seconds")
     max_gap: float = option(0.7, help="longest time between event onsets, seconds")
     event: float = option(0.12, help="duration of one event (flash and tone burst), seconds")
