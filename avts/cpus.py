@@ -38,25 +38,24 @@ def cgroup_cpu_quota(cgroup_root: Path = CGROUP_ROOT, self_cgroup: Path = SELF_C
         return None
     quotas = []
     for line in lines:
-        parts = line.split(":", 2)
-        if len(parts) != 3:
+        fields = line.split(":", 2)
+        if len(fields) != 3:
             continue
-        _, controllers, path = parts
-        relative = path.lstrip("/")
+        _, controllers, path = fields
+        parts = Path(path).relative_to("/").parts if path.startswith("/") else ()
         if controllers == "":  # cgroup v2 (alone, or the unified half of a hybrid set-up)
             for base in (cgroup_root, cgroup_root / "unified"):
-                quotas += [_v2_quota(folder / "cpu.max") for folder in _up_to(base, relative)]
-        elif "cpu" in controllers.split(","):  # cgroup v1
-            for base in (cgroup_root / "cpu", cgroup_root / "cpu,cpuacct", cgroup_root / controllers):
-                quotas += [_v1_quota(folder) for folder in _up_to(base, relative)]
+                quotas += [_v2_quota(folder / "cpu.max") for folder in _up_to(base, parts)]
+        elif "cpu" in controllers.split(","):  # cgroup v1: mounted under its controllers' name, or under cpu
+            for base in dict.fromkeys((cgroup_root / controllers, cgroup_root / "cpu")):
+                quotas += [_v1_quota(folder) for folder in _up_to(base, parts)]
     found = [quota for quota in quotas if quota is not None]
     return min(found) if found else None
 
 
-def _up_to(base: Path, relative: str) -> list[Path]:
-    """``base/relative`` and each of its parents up to ``base``."""
-    folder = base / relative if relative else base
-    return [folder, *[parent for parent in folder.parents if base in (parent, *parent.parents)]]
+def _up_to(base: Path, parts: tuple[str, ...]) -> list[Path]:
+    """``base/parts…`` and each of its parents up to ``base``."""
+    return [base.joinpath(*parts[:depth]) for depth in range(len(parts), -1, -1)]
 
 
 def _v2_quota(cpu_max: Path) -> float | None:

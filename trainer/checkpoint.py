@@ -121,14 +121,17 @@ class TrainedModel:
     config: dict[str, Any]
 
 
-def run_kind(content: dict[str, Any]) -> str:
-    """Which tool's run a checkpoint comes from, in words (avts-train keeps a ``model_spec``, avts-finetune a
-    ``classifier_spec``)."""
+TRAIN_TOOL, FINETUNE_TOOL = "avts-train", "avts-finetune"
+
+
+def checkpoint_tool(content: dict[str, Any]) -> str | None:
+    """Which tool wrote a checkpoint: avts-train keeps a ``model_spec``, avts-finetune a ``classifier_spec``; None
+    for neither."""
     if "classifier_spec" in content:
-        return "an avts-finetune run"
+        return FINETUNE_TOOL
     if "model_spec" in content:
-        return "an avts-train run"
-    return "a run of an unknown kind"
+        return TRAIN_TOOL
+    return None
 
 
 def load_trained(path: Path, device: torch.device | str = "cpu") -> TrainedModel:

@@ -31,7 +31,7 @@ from avts.seeds import stable_int
 from avts.stats import FeatureStats
 from trainer import distributed
 from trainer.augment import AudioNormalizer
-from trainer.checkpoint import CheckpointError, load_checkpoint
+from trainer.checkpoint import FINETUNE_TOOL, CheckpointError, checkpoint_tool, load_checkpoint
 from trainer.data import WINDOW, Batch, LoaderSpec, build_loader
 from trainer.finetune_config import SCRATCH, FinetuneConfig
 from trainer.finetune_eval import ClassificationResult, plot_finetune, predict_clips, score_videos, write_results
@@ -237,7 +237,7 @@ def load_backbone(cfg: FinetuneConfig, shards: list[str]) -> Backbone:
         content = load_checkpoint(Path(cfg.init))
     except CheckpointError as error:
         raise TrainError(f"--init: {error}") from None
-    if "classifier_spec" in content:
+    if checkpoint_tool(content) == FINETUNE_TOOL:
         raise TrainError(
             f"--init {cfg.init} is an avts-finetune checkpoint (a classifier); pass the avts-train "
             "checkpoint of the AVTS model to start from"

@@ -40,12 +40,13 @@ from trainer import distributed
 from trainer.augment import AudioNormalizer
 from trainer.checkpoint import (
     LAST,
+    TRAIN_TOOL,
     CheckpointError,
+    checkpoint_tool,
     load_checkpoint,
     load_resumable,
     restore_rng,
     rng_state,
-    run_kind,
     save_checkpoint,
     weights_are_finite,
 )
@@ -292,8 +293,8 @@ def start_run(
     banner: str,
 ) -> Run:
     """Resume (``--resume``), write ``config.json``, announce the run and wrap the model for DDP / compile."""
-    kind = run_kind(task.checkpoint_content())
-    state = resume_state(cfg, model, optimizer, schedule, generator, runtime, console, kind)
+    tool = checkpoint_tool(task.checkpoint_content())
+    state = resume_state(cfg, model, optimizer, schedule, generator, runtime, console, tool)
     check_same_start(state, runtime, cfg.out)
     if runtime.is_main:
         cfg.out.mkdir(parents=True, exist_ok=True)
@@ -372,10 +373,11 @@ def resume_state(
     generator: torch.Generator,
     runtime: distributed.Runtime,
     console: Console,
-    kind: str,
+    tool: str | None,
 ) -> TrainState:
     """A fresh state, or (``--resume``) the one of the newest readable checkpoint with everything it holds;
-    ``kind``: this command's kind of run (:func:`trainer.checkpoint.run_kind`), the only kind it continues."""
+    ``tool``: the tool this run's checkpoints come from (:func:`trainer.checkpoint.checkpoint_tool`), the only
+    one whose runs it continues."""
     folder = cfg.out / "checkpoints"
     if not cfg.resume:
         if folder.exists() and any(folder.glob("*.pt")):
@@ -388,13 +390,12 @@ def resume_state(
     if saved is None:
         console.print(f"[bold yellow]--resume: no checkpoint in {folder}; starting a new run there")
         return fresh_state(cfg, runtime)
-    found = run_kind(saved)
-    if found != kind:  # another tool's run: comparing its settings with ours would only confuse
-        weights = folder / LAST
-        hint = f" (to fine-tune from its weights: --init {weights})" if found == "an avts-train run" else ""
+    found = checkpoint_tool(saved)
+    if found != tool:  # another tool's run: comparing its settings with ours would only confuse
+        hint = f" (to fine-tune from its weights: --init {folder / LAST})" if found == TRAIN_TOOL else ""
         raise TrainError(
-            f"--resume: {cfg.out} holds {found}, which this command cannot continue; start a new run in another "
-            f"--out{hint}"
+            f"--resume: {cfg.out} holds {f'an {found}' if found else 'an unknown kind of'} run, which this command "
+            f"cannot continue; start a new run in another --out{hint}"
         )
     check_same_settings(saved.get("config", {}), cfg, mid_epoch=saved["state"]["step_in_epoch"] > 0)
     try:
