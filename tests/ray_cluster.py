@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import re
 import secrets
 import signal
@@ -31,16 +32,26 @@ FAST_HEALTH_CHECKS = {
 }
 
 
+FIXED_PORTS = range(23000, 32000)  # below Linux's ephemeral range (32768-60999), above the nodes' worker ports
+
+
 def free_ports(count: int) -> list[int]:
-    """``count`` distinct free TCP ports."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    """``count`` distinct TCP ports free now, outside the kernel's ephemeral range: a port the kernel handed out
+    (bind to port 0) could be handed out again, to any process's outgoing connection, before Ray binds it (seen in
+    CI: a raylet aborted on "Failed to add any wildcard listeners" for such a port)."""
+    found: list[int] = []
+    start = random.randrange(len(FIXED_PORTS))
+    for offset in range(len(FIXED_PORTS)):
+        port = FIXED_PORTS[(start + offset) % len(FIXED_PORTS)]
+        with socket.socket() as sock:
+            try:
+                sock.bind(("", port))
+            except OSError:
+                continue
+        found.append(port)
+        if len(found) == count:
+            return found
+    raise RuntimeError(f"fewer than {count} free ports in {FIXED_PORTS}")
 
 
 def parents() -> dict[int, int]:
