@@ -1,4 +1,10 @@
-"""`avts-ingest`: a thin command-line shell over :func:`pipeline.ingest.run_ingest`."""
+"""`avts-ingest`: a thin command-line shell over :func:`pipeline.ingest.run_ingest`.
+
+Its module level imports only what parsing the flags needs. The local pool's workers are started with
+``spawn``, which imports the main module again in every worker (as ``__mp_main__``, whether the command runs as
+the ``avts-ingest`` script or as ``python -m pipeline.cli``); the ingest machinery (the engines, pyarrow for the
+manifests) is imported in :func:`main`, so that the workers do not pay for what only the driver uses.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,16 @@ import signal
 import sys
 from collections.abc import Iterator
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
 from avts.config_cli import add_config_arguments, config_from_args
 from avts.console import USER_ERRORS, error_console, report_failure, report_interrupt
 from pipeline.config import IngestConfig
-from pipeline.ingest import IngestError, IngestSummary, run_ingest
+
+if TYPE_CHECKING:
+    from pipeline.ingest import IngestSummary
 
 
 def parse_args(argv: list[str] | None) -> IngestConfig:
@@ -70,6 +79,8 @@ def terminate_as_interrupt() -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `avts-ingest`; returns the process exit status."""
     config = parse_args(argv)
+    from pipeline.ingest import IngestError, run_ingest  # here, not above: see the module's docstring
+
     console = error_console()
     try:
         with terminate_as_interrupt():

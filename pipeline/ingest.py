@@ -9,7 +9,6 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import pandas as pd
 from rich.console import Console
 
 from avts import storage
@@ -23,6 +22,7 @@ from pipeline.manifest import (
     OK,
     SKIPPED,
     ShardPart,
+    ShardRecord,
     VideoRow,
     part_path,
     read_part,
@@ -269,20 +269,20 @@ def rows_for_failed_shard(event: ShardDone) -> list[VideoRow]:
 
 
 def summarize(
-    videos: pd.DataFrame, shards: pd.DataFrame, resumed: int, failed_shards: int, elapsed_s: float
+    videos: list[VideoRow], shards: list[ShardRecord], resumed: int, failed_shards: int, elapsed_s: float
 ) -> IngestSummary:
-    """Counts, failure reasons, hours and bytes from the final tables."""
-    ok = videos[videos.status == OK]
-    failed = videos[videos.status == FAILED]
+    """Counts, failure reasons, hours and bytes from the final tables' rows."""
+    ok = [row for row in videos if row.status == OK]
+    failed = [row for row in videos if row.status == FAILED]
     return IngestSummary(
         videos=len(videos),
         ok=len(ok),
         failed=len(failed),
-        skipped=int((videos.status == SKIPPED).sum()),
-        failed_by_reason=dict(Counter(reason or "unknown" for reason in failed.reason)),
-        hours=float(ok.duration_s.sum()) / 3600,
+        skipped=sum(row.status == SKIPPED for row in videos),
+        failed_by_reason=dict(Counter(row.reason or "unknown" for row in failed)),
+        hours=sum(row.duration_s or 0.0 for row in ok) / 3600,
         shards=len(shards),
-        bytes=int(shards.bytes.sum()),
+        bytes=sum(record.bytes for record in shards),
         resumed_shards=resumed,
         failed_shards=failed_shards,
         elapsed_s=elapsed_s,

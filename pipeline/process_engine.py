@@ -48,8 +48,10 @@ def _worker_main(connection: Connection, parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     while True:
         message = connection.recv()
-        if message is None:
-            return
+        if message is None:  # every result is sent and every file the worker wrote is closed: exit at once
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)  # without the interpreter's teardown of numpy and PyAV, which the driver would wait for
         task_id, function, args = message
         try:
             outcome = (task_id, True, function(*args))

@@ -14,3 +14,6 @@ fi
 # torch first, pinned to the CPU wheel on disk: any looser spec may pull several GB of CUDA packages.
 "$VENV/bin/python" -c "import torch" 2>/dev/null || "$VENV/bin/python" -m pip install -q torch==2.13.0
 "$VENV/bin/python" -m pip install -q -e '.[dev]'
+# pip byte-compiles what it installs, but not an editable install's sources: compile them once here, or, where
+# PYTHONDONTWRITEBYTECODE is set, every process (each ingest worker) compiles them again (~50 ms per start).
+"$VENV/bin/python" -m compileall -q avts pipeline trainer

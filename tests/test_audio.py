@@ -22,6 +22,8 @@ from pipeline.audio import (
     VideoClockWindow,
     grid_position,
     log_filterbank,
+    mel_filters,
+    preemphasis,
     resampled_samples,
 )
 
@@ -67,6 +69,18 @@ def test_streamed_filterbank_equals_one_call_on_the_whole_signal(frames: int) ->
     stored = StreamingFilterbank()
     stored.push(signal)
     assert np.array_equal(stored.finish(), whole.astype(FBANK_DTYPE))
+
+
+def test_the_filters_and_the_preemphasis_are_python_speech_features_own_bit_for_bit() -> None:
+    """The ingest computes logfbank's steps itself (importing python_speech_features imports scipy): the same
+    filterbank and the same emphasized samples, not merely close ones."""
+    from python_speech_features import get_filterbanks, sigproc
+
+    assert np.array_equal(mel_filters(), get_filterbanks(40, 1024, 16000, 0, 8000))
+    assert mel_filters().shape == (40, 513) and mel_filters().max() == 1.0
+    for seed, length in enumerate([1, 2, 321, 16000]):
+        signal = speechlike(length, seed)
+        assert np.array_equal(preemphasis(signal), sigproc.preemphasis(signal, 0.97))
 
 
 def test_log_filterbank_shape_matches_the_schema() -> None:
@@ -124,6 +138,7 @@ def placed(
     timeline = AudioTimeline(window)
     for samples, position, after_loss in frames:
         timeline.place(samples, position, after_loss, source_frame)
+    window.flush()
     return out.signal, timeline
 
 
@@ -228,19 +243,40 @@ def test_window_cuts_or_pads_to_the_first_video_frame() -> None:
     assert window.finish(needed) == needed - 10000 and len(out.signal) == needed
 
 
-def test_window_releases_only_what_the_stored_video_needs_so_far() -> None:
+def test_window_releases_only_what_the_stored_video_needs_so_far_a_second_at_a_time() -> None:
     out = Recorder()
     window = VideoClockWindow(out)
     window.start(0)
     window.push(np.ones(20000, dtype=np.int16))
     assert len(out.signal) == 0  # no video frame yet
     window.release_until(audio_samples_for(10))
-    assert len(out.signal) == audio_samples_for(10)
+    assert len(out.signal) == 0  # 6560 samples may go: less than a second, they wait for more
+    window.release_until(audio_samples_for(30))
+    assert len(out.signal) == audio_samples_for(30) == 19360  # a second or more: all that may go, in one piece
+    assert len(out.pieces) == 1
     window.push(30000)  # silence (a gap) is kept as a count, not as an array
     window.push(np.ones(30000, dtype=np.int16))
     window.release_until(audio_samples_for(100))
     assert len(out.signal) == audio_samples_for(100) == 64160
     assert out.signal[:20000].all() and not out.signal[20000:50000].any() and out.signal[50000:].all()
+    window.release_until(audio_samples_for(101))
+    assert len(out.signal) == 64160
+    window.flush()  # however little
+    assert len(out.signal) == audio_samples_for(101) == 64800
+
+
+def test_a_long_silence_is_handed_on_in_bounded_pieces() -> None:
+    """A two-minute gap is never one array: memory stays flat in the gap's length."""
+    out = Recorder()
+    window = VideoClockWindow(out)
+    window.start(0)
+    window.push(np.ones(1000, dtype=np.int16))
+    window.push(120 * 16000)
+    window.push(np.ones(1000, dtype=np.int16))
+    assert window.finish(120 * 16000 + 2000) == 0
+    assert max(len(piece) for piece in out.pieces) == 10 * 16000
+    assert sum(len(piece) for piece in out.pieces) == 120 * 16000 + 2000
+    assert out.pieces[0][:1000].all() and not out.pieces[0][1000:].any() and out.pieces[-1][-1000:].all()
 
 
 @pytest.mark.parametrize(("pts", "time_base"), [(1841, Fraction(1, 16000)), (441, Fraction(1, 44100))])
