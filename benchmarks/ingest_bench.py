@@ -632,6 +632,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # this process's in-process runs (the driver, the transcode() diagnostic) get one BLAS thread, as the ingest's
+    # workers do (pipeline.distributor.worker_env), set before numpy is first imported
+    os.environ.update(dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1"))
     inputs_dir = (args.inputs or args.workdir / "inputs").resolve()
     have_cli = shutil.which("ffmpeg") is not None
     if args.make_inputs_only:

@@ -3,7 +3,8 @@
 Its module level imports only what parsing the flags needs. The local pool's workers are started with
 ``spawn``, which imports the main module again in every worker (as ``__mp_main__``, whether the command runs as
 the ``avts-ingest`` script or as ``python -m pipeline.cli``); the ingest machinery (the engines, pyarrow for the
-manifests) is imported in :func:`main`, so that the workers do not pay for what only the driver uses.
+manifests) and the summary's table are imported where they are used, so that the workers do not pay for what only
+the driver uses.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from rich.table import Table
-
 from avts.config_cli import add_config_arguments, config_from_args
 from avts.console import USER_ERRORS, error_console, report_failure, report_interrupt
 from pipeline.config import IngestConfig
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from pipeline.ingest import IngestSummary
 
 
@@ -39,6 +40,8 @@ def parse_args(argv: list[str] | None) -> IngestConfig:
 
 def summary_table(summary: IngestSummary, config: IngestConfig) -> Table:
     """The end-of-run table: ok, failed by reason, hours, shards, bytes."""
+    from rich.table import Table  # here, not above: see the module's docstring
+
     table = Table(title="avts-ingest summary", show_header=False)
     table.add_column("what")
     table.add_column("value", justify="right")

@@ -238,6 +238,35 @@ def test_local_round_trip(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == [".0002.tar.tmp-123", "0000.tar", "manifests", "val-0000.tar"]
 
 
+def test_local_reads_answer_as_fsspec_does_without_importing_it(tmp_path: Path) -> None:
+    """Local paths skip fsspec (its import costs every command's start); the answers are the ones it gives."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for name in ("b.tar", ".hidden", "a.json"):
+        (folder / name).write_bytes(name.encode())
+    (folder / "sub").mkdir()
+    listing = storage.listdir(folder)
+    assert listing == [str(folder / name) for name in (".hidden", "a.json", "b.tar", "sub")]
+    assert storage.listdir(f"file://{folder}/") == [
+        f"file://{folder}/{name}" for name in (".hidden", "a.json", "b.tar", "sub")
+    ]
+    assert storage.listdir(folder / "a.json") == [] and storage.listdir(tmp_path / "missing") == []
+    assert storage.read_bytes(f"file://{folder}/b.tar") == b"b.tar" and storage.size(folder / "b.tar") == 5
+    assert storage.exists(folder / "sub") and not storage.exists(folder / "nothing")
+    with pytest.raises(FileNotFoundError, match="nothing"):
+        storage.read_bytes(folder / "nothing")
+    with pytest.raises(FileNotFoundError, match="no such file or object to remove"):
+        storage.remove(folder / "nothing", missing_ok=False)
+    storage.remove(folder / "nothing")
+    storage.remove(folder / "b.tar", missing_ok=False)
+    assert not (folder / "b.tar").exists()
+    code = f"import sys; from avts import storage; storage.listdir({str(folder)!r}); print('fsspec' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr
+    fs = __import__("fsspec").filesystem("file")
+    assert sorted(fs.ls(str(folder), detail=False)) == storage.listdir(folder)
+
+
 def test_missing_s3fs_gives_install_hint() -> None:
     script = (
         "import sys; sys.modules['s3fs'] = None  # as if s3fs were not installed\n"
