@@ -236,9 +236,8 @@ def exists(url: str | os.PathLike) -> bool:
 def size(url: str | os.PathLike) -> int:
     """Size in bytes of a file or object."""
     url = str(url)
-    if not is_remote(url):
-        with _explained(url):
-            return as_local_path(url).stat().st_size
+    if not is_remote(url):  # the OS's errors name the path; explain() is for object stores
+        return as_local_path(url).stat().st_size
     fs, path = filesystem(url)
     with _explained(url):
         fs.invalidate_cache(path)
@@ -249,8 +248,7 @@ def read_bytes(url: str | os.PathLike) -> bytes:
     """The whole content of a file or object."""
     url = str(url)
     if not is_remote(url):
-        with _explained(url):
-            return as_local_path(url).read_bytes()
+        return as_local_path(url).read_bytes()
     fs, path = filesystem(url)
     with _explained(url):
         return fs.cat_file(path)
@@ -269,11 +267,10 @@ def listdir(url: str | os.PathLike) -> list[str]:
     url = str(url)
     base = url.rstrip("/") or url
     if not is_remote(url):
-        with _explained(url):
-            try:
-                return sorted(join(base, name) for name in os.listdir(as_local_path(url)))
-            except (FileNotFoundError, NotADirectoryError):
-                return []
+        try:
+            return sorted(join(base, name) for name in os.listdir(as_local_path(url)))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
     fs, path = filesystem(url)
     with _explained(url):
         try:
@@ -425,12 +422,11 @@ def remove(url: str | os.PathLike, missing_ok: bool = True) -> None:
     """
     url = str(url)
     if not is_remote(url):
-        with _explained(url):
-            try:
-                as_local_path(url).unlink()
-            except FileNotFoundError:
-                if not missing_ok:
-                    raise FileNotFoundError(f"{url}: no such file or object to remove") from None
+        try:
+            as_local_path(url).unlink()
+        except FileNotFoundError:
+            if not missing_ok:
+                raise FileNotFoundError(f"{url}: no such file or object to remove") from None
         return
     fs, path = filesystem(url)
     with _explained(url):
