@@ -55,7 +55,8 @@ def column_array(values: list[Any], kind: type) -> pa.Array:
     present = [value is not None for value in values]
     validity = pa.py_buffer(np.packbits(np.array(present, dtype=bool), bitorder="little").tobytes())
     if kind is str:
-        encoded = [value.encode("utf-8") if value is not None else b"" for value in values]
+        # a lone surrogate (undecodable bytes of a file name in an error's text) is written as its escape, \udcXX
+        encoded = [value.encode("utf-8", "backslashreplace") if value is not None else b"" for value in values]
         offsets = np.cumsum([0, *map(len, encoded)], dtype=np.int64)
         buffers = [validity, pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(encoded))]
     elif kind is bool:

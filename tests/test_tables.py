@@ -73,6 +73,12 @@ def test_a_column_keeps_its_type_when_all_its_values_are_missing_or_there_are_no
     assert pq.read_table(tmp_path / "empty" / "videos.parquet").num_rows == 0
 
 
+def test_text_that_is_not_valid_unicode_is_written_escaped_not_a_crash_at_the_end_of_the_run(tmp_path: Path) -> None:
+    row = replace(OK_ROW, detail="cannot open caf\udce9.mp4")  # a lone surrogate: undecodable bytes of a name
+    write_tables(tmp_path, [ShardPart(ShardRecord("0000.tar", "train", 1, 1, "00", "h"), [row], {})], [])
+    assert pq.read_table(tmp_path / "videos.parquet").column("detail").to_pylist() == ["cannot open caf\\udce9.mp4"]
+
+
 def test_a_field_without_a_column_type_is_refused() -> None:
     @dataclass
     class Odd:
