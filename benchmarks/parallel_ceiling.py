@@ -2,10 +2,12 @@
 
 Each of W processes transcodes the same number of clips (``--per-process``; ``pipeline.transcode.transcode``,
 one BLAS thread, one codec thread), one file after another, and nothing else: no driver, no task hand-out, no tar
-or manifest. The best any distributor can do on this machine is this figure; the ingest's own scaling
-(``ingest_bench.py``) is then read against it. With the same work per process, efficiency = wall(1 process) /
-wall(W processes). Where W busy cores slow each other down (shared memory bandwidth and caches, clocks that drop
-with load, hyper-threads sharing a core), CPU seconds per clip grow with W and the ceiling is below 100%.
+or manifest. Where W busy cores slow each other down (shared memory bandwidth and caches, clocks that drop with
+load, hyper-threads sharing a core), CPU seconds per clip grow with W: CPU(1) / CPU(W) per clip bounds the
+scaling efficiency of any distributor on this machine (the ceiling). The wall-clock efficiency of these static
+shares, wall(1 process) / wall(W processes), is shown beside it: it can be lower than the ingest's pool
+(``ingest_bench.py``), since shares of unequal clips leave cores idle at the end while the pool hands out one
+video at a time.
 
     python benchmarks/parallel_ceiling.py --inputs CLIPS --per-process 30 --workers-list 1,16
 """
@@ -25,26 +27,23 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
 from bench_results import machine_line  # noqa: E402
-
-ONE_THREAD = dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1")
+from ingest_bench import transcode_loop  # noqa: E402
 
 
 def transcode_all(paths: list[str]) -> None:
-    """One share: transcode each clip in this process with the ingest's default settings."""
+    """One share: the ingest benchmark's in-process loop over these clips, at the ingest's default settings."""
     from pipeline.config import IngestConfig
-    from pipeline.discover import VideoItem
-    from pipeline.transcode import transcode
 
-    settings = IngestConfig(src=Path("."), out=".").encode_settings()
-    for index, path in enumerate(paths):
-        transcode(VideoItem(f"c{index}", Path(path), Path(path).name, None, "train", None), settings)
+    transcode_loop([Path(path) for path in paths], IngestConfig(src=Path("."), out="."))
 
 
 def run_shares(clips: list[Path], workers: int) -> tuple[float, float]:
     """Wall seconds and CPU seconds of ``workers`` processes transcoding ``clips`` split round-robin."""
     shares = [[str(clip) for clip in clips[index::workers]] for index in range(workers)]  # equal when W divides
     code = "import json, sys; from parallel_ceiling import transcode_all; transcode_all(json.loads(sys.argv[1]))"
-    env = {**os.environ, **ONE_THREAD, "PYTHONPATH": f"{REPO}:{REPO / 'benchmarks'}"}
+    from pipeline.distributor import worker_env  # one BLAS thread per process, as the ingest's workers have
+
+    env = {**os.environ, **worker_env(1), "PYTHONPATH": f"{REPO}:{REPO / 'benchmarks'}"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     processes = [subprocess.Popen([sys.executable, "-c", code, json.dumps(share)], env=env) for share in shares]
@@ -73,14 +72,17 @@ def main(argv: list[str] | None = None) -> int:
         wall, cpu = run_shares(clips, workers)
         rows.append((workers, wall, cpu / len(clips)))
         print(f"[ceiling] {workers} processes: {wall:.2f} s wall, {cpu:.1f} CPU-s", file=sys.stderr, flush=True)
-    base_workers, base_wall, _ = rows[0]
+    base_workers, base_wall, base_cpu = rows[0]
     print(machine_line())
     print(f"\n{args.per_process} clips per process, one after another (no pool).\n")
-    print(f"| processes | clips | wall (s) | CPU-s per clip | efficiency = wall({base_workers}) / wall (the ceiling) |")
-    print("|---:|---:|---:|---:|---:|")
+    print(
+        f"| processes | clips | wall (s) | CPU-s per clip | ceiling = CPU({base_workers}) / CPU per clip | "
+        f"static shares: wall({base_workers}) / wall |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|")
     for workers, wall, cpu_per_clip in rows:
-        clips = workers * args.per_process
-        print(f"| {workers} | {clips} | {wall:.2f} | {cpu_per_clip:.3f} | {base_wall / wall:.0%} |")
+        clips, ceiling, shares = workers * args.per_process, base_cpu / cpu_per_clip, base_wall / wall
+        print(f"| {workers} | {clips} | {wall:.2f} | {cpu_per_clip:.3f} | {ceiling:.0%} | {shares:.0%} |")
     return 0
 
 
