@@ -3,8 +3,9 @@
 #   1. learning: avts-synth videos → avts-ingest → avts-train; AVTS accuracy (easy / 25% hard) and curves,
 #      two runs at once sharing the box: the paper's SGD recipe and Adam;
 #   2. training throughput: shards vs synthetic GPU tensors vs a map-style raw-mp4 loader (train_bench.py);
-#   3. ingest scaling 1 → 16 workers on Kinetics-like clips (ingest_bench.py, process engine: no Ray there), and the
-#      machine's own ceiling for it (parallel_ceiling.py: independent processes, no pool);
+#   3. ingest scaling 1 → all cores' workers on Kinetics-like clips, the same clips per worker, alternating rounds of
+#      the whole avts-ingest command (ingest_scaling.py, process pool: no Ray there), and the machine's own ceiling
+#      for it (parallel_ceiling.py: independent processes, no pool);
 #   4. downstream on stage 1's Adam model: avts-sync on held-out files with known offsets (sync_synthetic.py),
 #      avts-finetune from it vs from scratch on a labelled synthetic split (finetune_synthetic.py); the model is
 #      returned in $OUT so that avts-probe runs on ESC-10 where that data is (it does not travel).
@@ -30,14 +31,14 @@ want() { [[ "$STAGES" == *"$1"* ]]; }
 
 if [ "$SMALL" = 1 ]; then
   VIDEOS=48; DURATION=4; EPOCHS=2; EPOCH_SIZE=128; BATCH=8; WIDTH=4; CROP=32; LOADER_WORKERS=1
-  BENCH_ARGS="--width 4 --crop 32 --batch-size 4 --steps 4 --warmup 2 --workers 2"; INGEST_WORKERS=1,2
-  LEARN_LIMIT=400; INGEST_VIDEOS=4; BIG_INGEST_VIDEOS=8; CEILING_CLIPS=2
+  BENCH_ARGS="--width 4 --crop 32 --batch-size 4 --steps 4 --warmup 2 --workers 2"
+  LEARN_LIMIT=400; PER_WORKER=2; ROUNDS=1; SCALING_LIMIT=120; CEILING_CLIPS=2
   SYNC_ARGS="--per-offset 1 --offsets -0.2 0.2 --duration 4"; FT_ARGS="--classes 2 --per-class 4 --train-per-class 2 \
     --epochs 1 --epoch-size 16"; DOWNSTREAM_LIMIT=300
 else
   VIDEOS=1200; DURATION=6; EPOCHS=6; EPOCH_SIZE=12800; BATCH=64; WIDTH=32; CROP=56; LOADER_WORKERS=7
-  BENCH_ARGS="--width 64 --crop 112 --batch-size 16 --steps 60 --warmup 15 --workers 15"; INGEST_WORKERS=1,4,16
-  LEARN_LIMIT=150; INGEST_VIDEOS=96; BIG_INGEST_VIDEOS=480; CEILING_CLIPS=30
+  BENCH_ARGS="--width 64 --crop 112 --batch-size 16 --steps 60 --warmup 15 --workers 15"
+  LEARN_LIMIT=150; PER_WORKER=96; ROUNDS=3; SCALING_LIMIT=330; CEILING_CLIPS=30
   SYNC_ARGS="--per-offset 8"; FT_ARGS="--classes 8 --per-class 16 --train-per-class 8 --epochs 8 --epoch-size 512"
   DOWNSTREAM_LIMIT=100
 fi
@@ -84,17 +85,13 @@ timeout 200 $PY benchmarks/train_bench.py --shards "$WORK/kin/shards" --raw .car
 fi
 
 if want 3; then
-stage "3. ingest scaling (ingest_bench.py)"
-timeout 170 $PY benchmarks/ingest_bench.py --inputs .carry/kinetics --videos $INGEST_VIDEOS --workers-list $INGEST_WORKERS \
-  --engine processes --workdir "$WORK/ingest" --results "$OUT/RESULTS.md" --no-diagnostics 2>&1 | tail -12
-# the most workers again on more clips per worker, so start-up and the tail weigh less
-timeout 120 $PY benchmarks/ingest_bench.py --inputs .carry/kinetics --videos $BIG_INGEST_VIDEOS \
-  --workers-list "${INGEST_WORKERS##*,}" --engine processes --workdir "$WORK/ingest_big" --results "$OUT/RESULTS.md" \
-  --section "Ingest, most workers, more clips" --no-diagnostics 2>&1 | tail -8
+stage "3. ingest scaling 1 → $CORES workers, the same clips per worker (ingest_scaling.py)"
+timeout $SCALING_LIMIT $PY benchmarks/ingest_scaling.py --inputs .carry/kinetics --workdir "$WORK/scaling" \
+  --per-worker $PER_WORKER --workers "$CORES" --rounds $ROUNDS --results "$OUT/RESULTS.md" 2>&1 | tee "$OUT/scaling.log" | grep -v "^$" | tail -20
 # the machine's own ceiling for that scaling: the same per-clip work in independent processes, no pool
 { echo; echo "## Parallel ceiling (independent processes, no pool)"; echo; grep -E "^(Model name|Thread|Core|Socket)" \
   <(lscpu) | sed 's/^/    /'; echo; timeout 90 $PY benchmarks/parallel_ceiling.py --inputs .carry/kinetics \
-  --per-process $CEILING_CLIPS --workers-list "1,${INGEST_WORKERS##*,}"; } 2>&1 | tee -a "$OUT/RESULTS.md" | tail -9
+  --per-process $CEILING_CLIPS --workers-list "1,$CORES"; } 2>&1 | tee -a "$OUT/RESULTS.md" | tail -9
 fi
 
 if want 4; then
