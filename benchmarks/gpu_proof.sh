@@ -5,7 +5,8 @@
 #   2. training throughput: shards vs synthetic GPU tensors vs a map-style raw-mp4 loader (train_bench.py);
 #   3. ingest scaling 1 → all cores' workers on Kinetics-like clips, the same clips per worker, alternating rounds of
 #      the whole avts-ingest command (ingest_scaling.py, process pool: no Ray there), and the machine's own ceiling
-#      for it (parallel_ceiling.py: independent processes, no pool);
+#      for it (parallel_ceiling.py: independent processes, no pool), and where the pool's workers spend a run
+#      (pool_timeline.py: starting, busy, between tasks, idle at the end);
 #   4. downstream on stage 1's Adam model: avts-sync on held-out files with known offsets (sync_synthetic.py),
 #      avts-finetune from it vs from scratch on a labelled synthetic split (finetune_synthetic.py); the model is
 #      returned in $OUT so that avts-probe runs on ESC-10 where that data is (it does not travel).
@@ -32,13 +33,13 @@ want() { [[ "$STAGES" == *"$1"* ]]; }
 if [ "$SMALL" = 1 ]; then
   VIDEOS=48; DURATION=4; EPOCHS=2; EPOCH_SIZE=128; BATCH=8; WIDTH=4; CROP=32; LOADER_WORKERS=1
   BENCH_ARGS="--width 4 --crop 32 --batch-size 4 --steps 4 --warmup 2 --workers 2"
-  LEARN_LIMIT=400; PER_WORKER=2; ROUNDS=1; SCALING_LIMIT=120; CEILING_CLIPS=2
+  LEARN_LIMIT=400; PER_WORKER=2; ROUNDS=1; SCALING_LIMIT=120; TIMELINE_CLIPS=8; CEILING_CLIPS=2
   SYNC_ARGS="--per-offset 1 --offsets -0.2 0.2 --duration 4"; FT_ARGS="--classes 2 --per-class 4 --train-per-class 2 \
     --epochs 1 --epoch-size 16"; DOWNSTREAM_LIMIT=300
 else
   VIDEOS=1200; DURATION=6; EPOCHS=6; EPOCH_SIZE=12800; BATCH=64; WIDTH=32; CROP=56; LOADER_WORKERS=7
   BENCH_ARGS="--width 64 --crop 112 --batch-size 16 --steps 60 --warmup 15 --workers 15"
-  LEARN_LIMIT=150; PER_WORKER=96; ROUNDS=3; SCALING_LIMIT=330; CEILING_CLIPS=30
+  LEARN_LIMIT=150; PER_WORKER=96; ROUNDS=3; SCALING_LIMIT=330; TIMELINE_CLIPS=480; CEILING_CLIPS=30
   SYNC_ARGS="--per-offset 8"; FT_ARGS="--classes 8 --per-class 16 --train-per-class 8 --epochs 8 --epoch-size 512"
   DOWNSTREAM_LIMIT=100
 fi
@@ -88,6 +89,10 @@ if want 3; then
 stage "3. ingest scaling 1 → $CORES workers, the same clips per worker (ingest_scaling.py)"
 timeout $SCALING_LIMIT $PY benchmarks/ingest_scaling.py --inputs .carry/kinetics --workdir "$WORK/scaling" \
   --per-worker $PER_WORKER --workers "$CORES" --rounds $ROUNDS --results "$OUT/RESULTS.md" 2>&1 | tee "$OUT/scaling.log" | grep -v "^$" | tail -20
+# where the workers' time goes at that many workers: busy, starting, between tasks, idle at the end
+{ echo; echo "## Pool timeline, $CORES workers"; echo; timeout 60 $PY benchmarks/pool_timeline.py \
+  --inputs .carry/kinetics --workdir "$WORK/timeline" --workers "$CORES" --clips $TIMELINE_CLIPS; } 2>&1 \
+  | tee -a "$OUT/RESULTS.md" | tail -9
 # the machine's own ceiling for that scaling: the same per-clip work in independent processes, no pool
 { echo; echo "## Parallel ceiling (independent processes, no pool)"; echo; grep -E "^(Model name|Thread|Core|Socket)" \
   <(lscpu) | sed 's/^/    /'; echo; timeout 90 $PY benchmarks/parallel_ceiling.py --inputs .carry/kinetics \
