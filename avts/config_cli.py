@@ -47,6 +47,8 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 def local_path(text: str) -> Path:
     """The value of a ``Path`` flag; a URL is refused (``Path("s3://b/run")`` would quietly be ``s3:/b/run``)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path (an unset variable?): name a folder, or '.' for this one")
     if _URL.match(text):
         raise argparse.ArgumentTypeError(f"{text!r} is a URL: this option takes a local (or mounted) path")
     return Path(text)

@@ -82,6 +82,7 @@ class SampleMeta:
     truncated: bool = False  # kept although the file ends before its declared duration (--keep-truncated)
     lost_s: float = 0.0  # media lost mid-file to undecodable data
     audible: bool = True  # False: no audio stream or only silence (kept for video-only use); features are silence
+    timestamp_jumps: int = 0  # discontinuities of a joined recording (MPEG-TS) rejoined, as the ffmpeg CLI does
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SampleMeta:

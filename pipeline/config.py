@@ -18,6 +18,7 @@ from avts.config_cli import option, validate
 from avts.cpus import usable_cpus
 
 ENGINES = ("auto", "ray", "processes")
+MAX_SHORT_SIDE = 2160  # a 4K picture's short side; larger only makes every file fail later, as "too short"
 READ_ONLY_PROTOCOLS = ("pipe", "http", "https")  # sources that can be read but not written to
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
@@ -123,13 +124,17 @@ class IngestConfig:
     )
 
     def __post_init__(self) -> None:
+        validate([(os.fspath(self.out).strip() != "", "--out must not be empty (an unset variable?): name a folder")])
         # Kept as text: a URL must not go through Path (``s3://b`` would become ``s3:/b``); paths are accepted.
         object.__setattr__(self, "out", as_location(self.out))
         if self.manifests is not None:
             object.__setattr__(self, "manifests", as_location(self.manifests))
         validate(
             [
-                (self.short_side >= 16 and self.short_side % 2 == 0, "--short-side must be an even number ≥ 16"),
+                (
+                    16 <= self.short_side <= MAX_SHORT_SIDE and self.short_side % 2 == 0,
+                    f"--short-side must be an even number in [16, {MAX_SHORT_SIDE}]",
+                ),
                 (self.shard_size >= 1, "--shard-size must be ≥ 1"),
                 (0.0 <= self.val_fraction < 1.0, "--val-fraction must be in [0, 1)"),
                 (0.0 < self.stats_fraction <= 1.0, "--stats-fraction must be in (0, 1]"),
@@ -156,6 +161,13 @@ class IngestConfig:
                 (
                     not same_location(self.out, self.manifest_dir),
                     "--manifests must be another folder than --out (the shard folder holds only shards)",
+                ),
+                *(
+                    (
+                        not same_location(folder, str(self.src)),
+                        f"{option} must be another folder than --src (a rerun would read its own output as input)",
+                    )
+                    for option, folder in (("--out", self.out), ("--manifests", self.manifest_dir))
                 ),
                 (
                     all(path.is_file() for path in self.split_file),
@@ -241,6 +253,8 @@ class IngestConfig:
         )
         values = asdict(self)
         settings = {name: values[name] for name in keep}
+        if self.threads_per_worker != 1:  # x264 with threads encodes other bytes; absent at 1 (older runs resume)
+            settings["threads_per_worker"] = self.threads_per_worker
         if self.keep_truncated:  # absent when off, so runs from before the option resume
             settings["keep_truncated"] = True
         if self.keep_without_audio:

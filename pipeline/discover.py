@@ -149,6 +149,10 @@ def stats_subset_size(ingested_train_videos: int, fraction: float) -> int:
     return min(ingested_train_videos, max(1, round(fraction * ingested_train_videos)))
 
 
+class KeyCollision(ValueError):
+    """Two files of the source would become samples with the same key."""
+
+
 def plan_shards(
     src: Path, files: list[Path], shard_size: int, val_fraction: float, seed: int, splits: SplitTable | None = None
 ) -> list[ShardJob]:
@@ -166,7 +170,11 @@ def plan_shards(
             entries.append((key, path.resolve(), relpath, label_of(relpath), split))
     duplicates = [key for key, count in Counter(entry[0] for entry in entries).items() if count > 1]
     if duplicates:
-        raise ValueError(f"key collision for {sorted(duplicates)}; rename the files")
+        names = [printable(entry[2]) for entry in entries if entry[0] in duplicates]
+        raise KeyCollision(
+            f"{len(names)} files map to the same sample key{'s' * (len(duplicates) > 1)} "
+            f"({', '.join(sorted(duplicates)[:3])}): {', '.join(sorted(names)[:6])}; rename one of each"
+        )
     order = stats_order([e[0] for e in entries if e[4] == TRAIN], seed)
     items = sorted(
         (VideoItem(key, path, rel, label, split, order.get(key)) for key, path, rel, label, split in entries),

@@ -15,7 +15,15 @@ from avts import storage
 from avts.progress import CountProgress
 from avts.schema import SCHEMA_VERSION, TRAIN
 from pipeline.config import IngestConfig
-from pipeline.discover import Discovery, ShardJob, find_files, plan_shards, stats_subset_size, video_key
+from pipeline.discover import (
+    Discovery,
+    KeyCollision,
+    ShardJob,
+    find_files,
+    plan_shards,
+    stats_subset_size,
+    video_key,
+)
 from pipeline.distributor import Engine, ShardDone, VideoDone, distribute, worker_env
 from pipeline.manifest import (
     FAILED,
@@ -131,7 +139,10 @@ def ingest_locked(config: IngestConfig, console: Console) -> IngestSummary:
         raise IngestError(f"no files found under {config.src}")
     splits, skipped = read_splits(config, files, console)
     skipped += [skipped_row(entry.relpath, entry.reason, video_key(entry.relpath)) for entry in discovery.skipped]
-    jobs = plan_shards(config.src, files, config.shard_size, config.val_fraction, config.seed, splits)
+    try:
+        jobs = plan_shards(config.src, files, config.shard_size, config.val_fraction, config.seed, splits)
+    except KeyCollision as error:
+        raise IngestError(str(error)) from None
     warn_about_plan(jobs, discovery, console)
     prepare_output(config, jobs)
     present = {storage.basename(entry) for entry in storage.listdir(config.out)}  # one listing, not a look-up each
@@ -243,7 +254,8 @@ def warn_about_plan(jobs: list[ShardJob], discovery: Discovery, console: Console
 def completed_part(config: IngestConfig, job: ShardJob, present: set[str]) -> ShardPart | None:
     """The part of a shard finished by an earlier run over the same videos, else None (``present``: the names
     in the shard folder; only complete shards carry their final name). A shard one of whose source files has
-    changed size since (replaced, re-downloaded, still being copied then) is not finished: it is redone."""
+    changed size since (replaced, re-downloaded, still being copied then), or whose local file no longer has the
+    size its record says, is not finished: it is redone."""
     if job.name not in present:
         return None
     part = read_part(config.manifest_dir, job.name)
@@ -251,6 +263,8 @@ def completed_part(config: IngestConfig, job: ShardJob, present: set[str]) -> Sh
         return None
     if any(row.source_bytes != source_size(item.path) for row, item in zip(part.videos, job.items, strict=True)):
         return None
+    if not config.out_is_remote and source_size(Path(config.out) / job.name) != part.record.bytes:
+        return None  # cut short or rewritten since (an object store's upload appears whole or not at all)
     return part
 
 

@@ -45,6 +45,7 @@ class IngestFacts:
     truncated: bool = False  # kept with --keep-truncated: the file ends before its declared duration
     lost_s: float = 0.0  # media lost mid-file to undecodable data (kept with --keep-truncated above 0.5 s)
     audible: bool = True  # False: kept with --keep-without-audio (no audio stream, or silence): silent features
+    timestamp_jumps: int = 0  # jumps of more than 10 s in a discontinuous container's clock (MPEG-TS), rejoined
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class VideoRow:
     truncated: bool = False
     lost_s: float = 0.0
     audible: bool = True
+    timestamp_jumps: int = 0
 
 
 def source_size(path: Path) -> int:

@@ -9,6 +9,17 @@ Damage policy. A file that ends before the duration its container declares (*tru
 (``truncated: decoded 5.1 of 35.2 s``; ``corrupt: 1.0 s lost mid-file to undecodable data (16 bad packets)``).
 With ``keep_truncated`` the decoded part is kept, placed by its timestamps (silence where audio is missing), and
 the row and the sample's metadata say so (``truncated``, ``lost_s``, the same text in ``detail``).
+
+Clock policy. Containers whose clock may jump (MPEG-TS: joined recordings, DVR captures; ffmpeg's ``ts_discont``
+formats) are rejoined as the ffmpeg command line does: a stream whose next frame is more than
+:data:`CLOCK_JUMP_S` ahead of where the stream was, or more than :data:`CLOCK_BACK_S` behind, continues where it
+was, and the row counts the jumps (``timestamp_jumps``). One shift applies to all streams, so they stay in sync
+after a jump. A step back counts as a jump beyond 1 s, where the ffmpeg CLI takes 0.1 s: at a join the audio of the
+next segment starts up to ~0.15 s before where the last one's ended (AAC priming and padding), and rejoining that
+step again would shift both streams by it; the overlap is instead dropped by the audio placement, as any overlap
+is. In other containers the timestamps are the truth (audio
+gaps become silence), but a hole of more than :data:`MAX_VIDEO_HOLE_S` in the video is broken timestamps, not
+media: the file fails (``timestamp jump``) instead of becoming hours of one frozen frame.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +47,10 @@ MAX_DECODE_ERRORS = 50
 DAMAGE_TOLERANCE_S = 0.5  # media missing at the end or lost mid-file beyond this makes a file damaged
 DEFAULT_BONUS = 5_000_000  # the ffmpeg CLI's weight of the `default` disposition when it picks a stream
 TEXT_FORMATS = {"tty"}  # ffmpeg opens .txt/.nfo/... text as an ANSI-art "video"; not a media file
+CLOCK_JUMP_S = 10.0  # the ffmpeg CLI's -dts_delta_threshold: a larger jump in a ts_discont container is rejoined
+CLOCK_BACK_S = 1.0  # ... as is a step back of more than this (fftools: 0.1 s; see the module's clock policy)
+MAX_VIDEO_HOLE_S = 60.0  # elsewhere, a longer hole in the video timestamps fails the file
+TS_DISCONT: int = av.format.Flags.ts_discont.value  # type: ignore[assignment]  # an int (PyAV's stubs: a Flags)
 
 
 class MediaError(Exception):
@@ -197,6 +213,49 @@ class StreamCoverage:
         self.end = start + duration if self.end is None else max(self.end, start + duration)
 
 
+class MediaClock:
+    """The file's timestamps made continuous where its container's clock jumps (see the module's clock policy).
+
+    As in the ffmpeg command line, one shift applies to every stream of the file, so the streams stay in sync
+    with each other after a jump: the first stream to meet the jump sets the shift that makes it continue where
+    it was, and the other stream's frames, shifted alike, then continue too. :meth:`place` shifts a decoded
+    frame's ``pts`` in place, so everything downstream (the filters, the audio placement, the coverage) sees the
+    rejoined clock.
+    """
+
+    def __init__(self, rejoin: bool) -> None:
+        self.rejoin = rejoin
+        self.shift = Fraction(0)  # seconds added to every timestamp
+        self.expected: dict[str, float] = {}  # per stream: where its next frame should start, rejoined seconds
+        self.jumps = 0
+
+    def place(self, frame: av.VideoFrame | av.AudioFrame, duration_s: float, max_hole_s: float | None) -> None:
+        """Rejoin ``frame``'s timestamp (in place) if needed; raise :class:`MediaError` for a hole longer than
+        ``max_hole_s`` in a container whose clock is not rejoined."""
+        if frame.pts is None or frame.time_base is None:
+            return
+        kind = "video" if isinstance(frame, av.VideoFrame) else "audio"
+        raw = frame.pts
+        frame.pts = raw + round(self.shift / frame.time_base)
+        start = float(frame.pts * frame.time_base)
+        expected = self.expected.get(kind)
+        if expected is not None:
+            jump = start - expected
+            if self.rejoin and (jump > CLOCK_JUMP_S or jump < -CLOCK_BACK_S):
+                self.shift -= Fraction(jump)
+                self.jumps += 1
+                frame.pts = raw + round(self.shift / frame.time_base)
+                start = float(frame.pts * frame.time_base)
+            elif not self.rejoin and max_hole_s is not None and jump > max_hole_s:
+                raise MediaError(
+                    "timestamp jump",
+                    f"the {kind}'s timestamps jump {jump:.1f} s ahead at {expected:.1f} s (broken timestamps; "
+                    "`ffmpeg -i IN -c copy OUT.mkv` rewrites them)",
+                )
+        end = start + duration_s
+        self.expected[kind] = end if expected is None else max(expected, end)
+
+
 @dataclass
 class Decoded:
     """What the decoding pass met."""
@@ -204,6 +263,7 @@ class Decoded:
     errors: list[str]
     video: StreamCoverage
     audio: StreamCoverage
+    timestamp_jumps: int = 0  # discontinuities of the container's clock rejoined
 
 
 def decode_streams(
@@ -222,6 +282,8 @@ def decode_streams(
     decoded = Decoded([], StreamCoverage(), StreamCoverage())
     frame_s = 1 / float(video_stream.average_rate) if video_stream.average_rate else 1 / VIDEO_FPS
     video_time_base = float(video_stream.time_base or 0)
+    rejoin = bool(container.format.flags & TS_DISCONT)
+    clock = MediaClock(rejoin)
     try:
         for packet in container.demux(*[stream for stream in (video_stream, audio_stream) if stream is not None]):
             coverage = decoded.video if packet.stream is video_stream else decoded.audio
@@ -236,11 +298,13 @@ def decode_streams(
             for frame in frames:
                 if isinstance(frame, av.VideoFrame):
                     duration = frame.duration * video_time_base if frame.duration else 0  # frames: the stream's base
+                    clock.place(frame, duration or frame_s, MAX_VIDEO_HOLE_S)
                     coverage.frame(frame.time, duration or frame_s)
                     video.push(frame)
                     audio.video_progress(video.start_s, video.frames)
                 elif isinstance(frame, av.AudioFrame):
                     after_loss = coverage.loss_pending
+                    clock.place(frame, frame.samples / frame.sample_rate if frame.sample_rate else 0.0, None)
                     coverage.frame(frame.time, frame.samples / frame.sample_rate if frame.sample_rate else 0.0)
                     audio.push(frame, after_loss)
     except av.FFmpegError as error:
@@ -252,14 +316,16 @@ def decode_streams(
     except MediaError as failure:
         failure.decode_errors = len(decoded.errors)
         raise
+    decoded.timestamp_jumps = clock.jumps
     return decoded
 
 
 def damage_of(
     container: av.container.InputContainer, streams: list[av.stream.Stream], decoded: Decoded
 ) -> tuple[str, str] | None:
-    """``(reason, detail)`` when the file is truncated or lost too much mid-file, else None."""
-    declared = declared_end_s(container, streams)
+    """``(reason, detail)`` when the file is truncated or lost too much mid-file, else None. A rejoined clock
+    (see the module's clock policy) makes the container's declared end meaningless: no truncation check then."""
+    declared = None if decoded.timestamp_jumps else declared_end_s(container, streams)
     ends = [c.end for c in (decoded.video, decoded.audio) if c.end is not None]
     firsts = [c.first for c in (decoded.video, decoded.audio) if c.first is not None]
     if declared is not None and ends and declared - max(ends) > DAMAGE_TOLERANCE_S:
@@ -345,7 +411,11 @@ class _Kept:
     def damage_facts(self) -> dict[str, Any]:
         """The manifest's damage columns (a file kept with ``keep_truncated``)."""
         lost_s = max(self.decoded.video.lost_s, self.decoded.audio.lost_s)
-        return {"truncated": self.damage is not None and self.damage[0] == "truncated", "lost_s": round(lost_s, 3)}
+        return {
+            "truncated": self.damage is not None and self.damage[0] == "truncated",
+            "lost_s": round(lost_s, 3),
+            "timestamp_jumps": self.decoded.timestamp_jumps,
+        }
 
     def without_audio(self) -> Transcoded:
         """The sample of a video kept without (audible) audio: its features are those of silence."""

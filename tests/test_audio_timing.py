@@ -242,3 +242,42 @@ def test_garbage_mid_file_is_placed_when_kept(clips: dict[str, Path], reference:
     ref = reference.sample.fbank
     assert lag_rows(done.sample.fbank, ref, BEFORE) == 0 and lag_rows(done.sample.fbank, ref, AFTER) == 0
     assert np.array_equal(done.sample.fbank[-200:], ref[-200:])  # the audio after the damage is where it was
+
+
+@pytest.fixture(scope="module")
+def joined_recordings(clips: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The 10-s clip as two 5-s MPEG-TS recordings joined with `cat`: the second one's clock 50,000 s ahead (a
+    forward jump) or starting again where the first one did (a reset); and a Matroska file whose video
+    timestamps jump 100 s ahead at 3 s (broken timestamps in a container without discontinuities)."""
+    work = tmp_path_factory.mktemp("joined")
+    ref = clips["ref"]
+    first, ahead, again = work / "first.ts", work / "ahead.ts", work / "again.ts"
+    ffmpeg("-i", ref, "-t", "5", "-c:v", "libx264", "-c:a", "aac", "-f", "mpegts", first)
+    later = ["-ss", "5", "-i", ref, "-t", "5", "-c:v", "libx264", "-c:a", "aac"]
+    ffmpeg(*later, "-output_ts_offset", "50000", "-f", "mpegts", ahead)
+    ffmpeg(*later, "-f", "mpegts", again)
+    made = {"forward": work / "forward.ts", "reset": work / "reset.ts", "hole": work / "hole.mkv"}
+    made["forward"].write_bytes(first.read_bytes() + ahead.read_bytes())
+    made["reset"].write_bytes(first.read_bytes() + again.read_bytes())
+    hole = "setpts=PTS+if(gte(T\\,3)\\,100/TB\\,0)"
+    ffmpeg("-i", ref, "-vf", hole, "-fps_mode", "passthrough", "-c:v", "libx264", "-c:a", "copy", made["hole"])
+    return made
+
+
+@pytest.mark.parametrize("name", ["forward", "reset"])
+def test_joined_ts_recordings_are_rejoined_in_sync(
+    joined_recordings: dict[str, Path], reference: Transcoded, name: str
+) -> None:
+    done = run(joined_recordings[name])  # before: 50,005 s of frozen video and silence, or the second half dropped
+    assert done.facts.timestamp_jumps == 1 and done.sample.meta.timestamp_jumps == 1
+    assert 9.9 <= done.sample.meta.duration_s <= 10.2  # the two recordings, one after the other
+    ref = reference.sample.fbank
+    before, after = lag_rows(done.sample.fbank, ref, BEFORE), lag_rows(done.sample.fbank, ref, AFTER)
+    assert before == 0
+    assert abs(after) <= 8, after  # within 2 video frames after the join (AAC priming and padding at the seam)
+
+
+def test_a_long_hole_in_video_timestamps_fails_the_file(joined_recordings: dict[str, Path]) -> None:
+    with pytest.raises(MediaError) as failure:
+        run(joined_recordings["hole"])
+    assert failure.value.reason == "timestamp jump" and "jump 100.0 s ahead at 3." in failure.value.detail

@@ -244,5 +244,5 @@ def test_plan_shards_stats_subset_follows_the_seed(tree: tuple[Path, list[Path]]
 
 def test_plan_shards_refuses_duplicate_keys(tree: tuple[Path, list[Path]]) -> None:
     src, files = tree
-    with pytest.raises(ValueError, match="key collision"):
+    with pytest.raises(ValueError, match="map to the same sample key"):
         plan_shards(src, files + files[:1], shard_size=16, val_fraction=0.1, seed=0)

@@ -251,3 +251,59 @@ def test_a_source_file_replaced_since_is_redone_on_resume(corpus: Path, referenc
     fresh = tmp_path / "fresh"
     assert ingest(src, fresh).returncode == 0
     assert shard_digests(fresh) == after
+
+
+def test_a_shard_cut_short_since_is_redone_on_resume(corpus: Path, reference: Path, tmp_path: Path) -> None:
+    """A rerun kept a shard cut to 100,000 bytes under its final name (a bad copy, a full disk elsewhere), while
+    shards.parquet still gave its old size and checksum. Its size no longer matches its record: it is redone."""
+    root = tmp_path / "run"
+    shutil.copytree(reference, root)
+    victim = sorted(shard_digests(root))[0]
+    with open(root / "shards" / victim, "r+b") as handle:
+        handle.truncate(100_000)
+    rerun = ingest(corpus, root)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"({len(shard_digests(reference)) - 1} kept from an earlier run)" in oneline(rerun.stderr)
+    assert shard_digests(root) == shard_digests(reference)
+
+
+def test_threads_per_worker_is_a_content_setting(corpus: Path, reference: Path, tmp_path: Path) -> None:
+    """x264 with two threads encodes other bytes: resuming a one-thread output with two threads mixed shards
+    of both settings. It is now refused like any other content setting."""
+    root = tmp_path / "run"
+    shutil.copytree(reference, root)
+    refused = ingest(corpus, root, "--threads-per-worker", "2")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "threads_per_worker" in oneline(refused.stderr) and "--overwrite" in oneline(refused.stderr)
+    assert shard_digests(root) == shard_digests(reference)
+
+
+def test_outputs_equal_to_the_source_or_empty_are_refused_before_anything_is_written(
+    corpus: Path, tmp_path: Path
+) -> None:
+    """--manifests equal to --src made every rerun ingest its own manifests as videos; an empty --src (an unset
+    variable) ingested the current folder; a refused --out equal to --src left a lock file in the source."""
+    src = tmp_path / "src"
+    shutil.copytree(corpus, src)
+    listing = sorted(src.rglob("*"))
+    for extra, said in (
+        (["--src", str(src), "--out", str(tmp_path / "out"), "--manifests", str(src)], "--manifests must be another"),
+        (["--src", str(src), "--out", str(src)], "--out must be another folder than --src"),
+        (["--src", "", "--out", str(tmp_path / "out")], "an empty path"),
+        (["--src", str(src), "--out", ""], "--out must not be empty"),
+    ):
+        result = run_cli("pipeline.cli", *extra, "--plain", timeout=60)
+        assert result.returncode == 2 and "Traceback" not in result.stderr and said in result.stderr, result.stderr
+    assert sorted(src.rglob("*")) == listing and not (tmp_path / "out").exists()
+
+
+def test_two_names_with_one_key_are_named_in_a_one_line_error(tmp_path: Path) -> None:
+    """A file named with the byte 0xE9 (not UTF-8) and one named with the text ``\\xe9`` print alike and got the
+    same key: a traceback. Now one line names both files."""
+    src = tmp_path / "src" / "a"
+    make_av_clip(src / "one.mp4", CLIP_S)
+    os.rename(src / "one.mp4", os.fsencode(src) + b"/caf\xe9.mp4")
+    shutil.copy(os.fsencode(src) + b"/caf\xe9.mp4", src / "caf\\xe9.mp4")
+    result = run_cli("pipeline.cli", "--src", str(src.parent), "--out", str(tmp_path / "out"), "--plain", timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "2 files map to the same sample key" in oneline(result.stderr) and "rename one of each" in result.stderr
