@@ -82,6 +82,16 @@ class VideoRow:
     lost_s: float = 0.0
     audible: bool = True
     timestamp_jumps: int = 0
+    source_mtime_ns: int | None = None  # with source_bytes: a rerun redoes a file changed since (None: unknown)
+
+
+def source_mtime_ns(path: Path) -> int | None:
+    """When a source file was last written, in ns (None when it cannot be read): recorded, compared on resume, so
+    a file rewritten at the same size (a preallocated download finishing) is redone."""
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def source_size(path: Path) -> int:
@@ -125,6 +135,7 @@ def video_row(
         shard=shard,
         in_stats_subset=False,
         source_bytes=source_size(item.path),
+        source_mtime_ns=source_mtime_ns(item.path),
         decode_errors=decode_errors,
         stats_rank=item.stats_rank,
         source_duration_s=info.duration_s,

@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -45,7 +45,7 @@ def die_with_parent(parent_pid: int) -> None:
 def _worker_main(connection: Connection, parent_pid: int) -> None:
     """Run tasks received on ``connection`` until told to stop (``None``)."""
     die_with_parent(parent_pid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle (held back since the start)
     while True:
         message = connection.recv()
         if message is None:  # every result is sent and every file the worker wrote is closed: exit at once
@@ -70,10 +70,25 @@ class _Task:
     attempts: int = 0
 
 
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) back from this thread meanwhile, and from the processes it starts from their first
+    instruction (the mask is inherited): a worker still importing would print a traceback of its own. A Ctrl-C
+    that comes meanwhile is delivered here afterwards, not lost."""
+    held = hasattr(signal, "pthread_sigmask")
+    if held:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if held:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 class _Worker:
     def __init__(self, context: Any, env: dict[str, str]) -> None:
         self.connection, child = context.Pipe()
-        with environment(env):
+        with environment(env), interrupts_held():
             self.process = context.Process(target=_worker_main, args=(child, os.getpid()), daemon=True)
             self.process.start()
         child.close()

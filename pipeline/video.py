@@ -51,8 +51,10 @@ def x264_options(preset: str, crf: int, gop: int) -> dict[str, str]:
 
 
 def short_side_scale(short_side: int) -> str:
-    """``scale`` filter arguments that make the short side ``short_side`` and keep the aspect ratio (even)."""
-    return f"w='if(gt(iw,ih),-2,{short_side})':h='if(gt(iw,ih),{short_side},-2)':flags=bilinear"
+    """``scale`` filter arguments that make the short side ``short_side`` and keep the aspect ratio (even), in
+    limited (TV) range: full-range sources (yuvj420p: phones, MJPEG webcams) are converted, as the ffmpeg CLI does,
+    since the stored file is untagged and every player reads it as limited range."""
+    return f"w='if(gt(iw,ih),-2,{short_side})':h='if(gt(iw,ih),{short_side},-2)':flags=bilinear:out_range=tv"
 
 
 class VideoResampler:

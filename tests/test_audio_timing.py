@@ -6,7 +6,8 @@ second, nothing is undecodable), 16 AAC packets overwritten with random bytes fr
 bytes written over the middle of the file. Joining the decoded audio end to end (what the ingest did before) put
 the audio after the damage ~1 s early; placed by timestamps it lines up with the clean clip's features, with
 silence where audio is missing. For clean files the features are exactly those of joining end to end.
-Each transcode runs in-process; about 15 s on a 2-core CPU box.
+Also the clocks of joined recordings, and (last) the stored picture's range. Each transcode runs in-process;
+about 20 s on a 2-core CPU box.
 """
 
 from __future__ import annotations
@@ -281,3 +282,27 @@ def test_a_long_hole_in_video_timestamps_fails_the_file(joined_recordings: dict[
     with pytest.raises(MediaError) as failure:
         run(joined_recordings["hole"])
     assert failure.value.reason == "timestamp jump" and "jump 100.0 s ahead at 3." in failure.value.detail
+
+
+def stored_luma_range(done: Transcoded) -> tuple[int, int]:
+    """Lowest and highest luma of the stored video's first frame (the Y plane as stored, no conversion)."""
+    import io
+
+    with av.open(io.BytesIO(done.sample.video)) as container:
+        frame = next(container.decode(video=0))
+        luma = frame.to_ndarray()[: frame.height]
+    return int(luma.min()), int(luma.max())
+
+
+def test_full_range_video_is_stored_in_limited_range(tmp_path: Path) -> None:
+    """Phones and MJPEG webcams write full-range video (yuvj420p). It was stored as decoded, 10-232, in an
+    untagged file every player reads as limited range: too much contrast, clipped. Now it is converted, as the
+    ffmpeg CLI does (24-218 there), and the same picture in limited range comes out unchanged."""
+    picture = ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=3", "-f", "lavfi", "-i", "sine=duration=3"]
+    limited, full = tmp_path / "limited.mp4", tmp_path / "full.mp4"
+    ffmpeg(*picture, "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", limited)
+    ffmpeg(*picture, "-vf", "scale=out_range=full", "-c:v", "libx264", "-pix_fmt", "yuvj420p", "-c:a", "aac", full)
+    low, high = stored_luma_range(run(full))
+    reference_low, reference_high = stored_luma_range(run(limited))
+    assert low >= 16 and high <= 235, (low, high)
+    assert abs(low - reference_low) <= 4 and abs(high - reference_high) <= 4, (low, high, reference_low, reference_high)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 import tarfile
@@ -260,3 +261,27 @@ def test_ingest_processes_do_not_import_what_they_do_not_use(modules: list[str],
     code = f"import sys; import {', '.join(modules)}; print(sorted(set({not_imported!r}) & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_the_local_pool_starts_no_more_workers_than_there_are_videos(tmp_path: Path) -> None:
+    """--workers 100 for 2 videos started 100 processes (10 s and 2.7 GB here) to do the work of 2."""
+    from pipeline.ingest import start_engine
+
+    config = IngestConfig(src=tmp_path, out=str(tmp_path / "shards"), workers=50, engine="processes")
+    engine = start_engine(config, videos=2)
+    try:
+        assert isinstance(engine, ProcessEngine) and len(engine._workers) == 2
+    finally:
+        engine.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the signal mask from Linux's /proc")
+def test_workers_hold_ctrl_c_back_from_their_first_instruction(engine: ProcessEngine) -> None:
+    """Ctrl-C in a run's first half-second printed a traceback per worker (still importing): the workers now
+    start with SIGINT blocked, and the driver's own mask is as before."""
+    sigint = 1 << (signal.SIGINT - 1)
+    for worker in engine._workers:
+        status = Path(f"/proc/{worker.process.pid}/status").read_text()
+        blocked = int(next(line for line in status.splitlines() if line.startswith("SigBlk:")).split()[1], 16)
+        assert blocked & sigint
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())

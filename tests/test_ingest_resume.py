@@ -307,3 +307,27 @@ def test_two_names_with_one_key_are_named_in_a_one_line_error(tmp_path: Path) ->
     result = run_cli("pipeline.cli", "--src", str(src.parent), "--out", str(tmp_path / "out"), "--plain", timeout=60)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "2 files map to the same sample key" in oneline(result.stderr) and "rename one of each" in result.stderr
+
+
+def test_a_source_file_rewritten_at_the_same_size_is_redone_on_resume(corpus: Path, tmp_path: Path) -> None:
+    """A download manager preallocates the file's final size: the first run met zeros ("not a media file"), and
+    every rerun kept that failure after the real file had landed at the same size. Its modification time
+    changed, so its shard is now redone."""
+    src = tmp_path / "src"
+    shutil.copytree(corpus, src)
+    real = sorted(src.rglob("*.mp4"))[0]
+    content = real.read_bytes()
+    real.write_bytes(bytes(len(content)))  # the download in progress: its final size, all zeros
+    root = tmp_path / "run"
+    assert ingest(src, root).returncode == 0
+    row = table(root, "videos.parquet").set_index("path").loc[real.relative_to(src).as_posix()]
+    assert row.status == "failed" and row.reason == "not a media file"
+
+    real.write_bytes(content)  # the download finished: same size, other bytes, a later modification time
+    rerun = ingest(src, root)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "redoing 1 shard(s) of an earlier run whose videos or source files have changed since" in oneline(
+        rerun.stderr
+    )
+    row = table(root, "videos.parquet").set_index("path").loc[real.relative_to(src).as_posix()]
+    assert row.status == "ok"
