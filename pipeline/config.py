@@ -33,7 +33,15 @@ def same_location(first: str, second: str) -> bool:
     """Whether two output locations are the same folder (local paths compared resolved, URLs without a final /)."""
     if storage.is_remote(first) or storage.is_remote(second):
         return first.rstrip("/") == second.rstrip("/")
-    return Path(first).resolve() == Path(second).resolve()
+    return resolved(first) == resolved(second)
+
+
+def resolved(path: str) -> Path:
+    """``path`` made absolute with its links followed; as written (absolute) where they cannot be (a loop)."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):  # RuntimeError: Python 3.11's word for a symlink loop
+        return Path(os.path.abspath(path))
 
 
 @dataclass(frozen=True)
