@@ -1,4 +1,5 @@
-"""Ctrl-C held off during work that must not be cut, or that native code would misreport if it were."""
+"""Ctrl-C held off during work that must not be cut, or that native code would misreport if it were; SIGTERM taken
+as Ctrl-C."""
 
 from __future__ import annotations
 
@@ -33,3 +34,19 @@ def interrupts_deferred() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
     if received:
         signal.raise_signal(signal.SIGINT)
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM (``kill``, ``docker stop``, a scheduler's preemption) is Ctrl-C: it is raised again as
+    SIGINT, so it ends the command as Ctrl-C does (workers stopped, temporary files removed, one line, status
+    130), and waits as Ctrl-C does where :func:`interrupts_deferred` holds it off. Unchanged outside the main
+    thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -10,15 +10,12 @@ the driver uses.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
-from collections.abc import Iterator
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from avts.config_cli import add_config_arguments, config_from_args
 from avts.console import USER_ERRORS, error_console, report_failure, report_interrupt
+from avts.interrupts import terminate_as_interrupt
 from pipeline.config import IngestConfig
 
 if TYPE_CHECKING:
@@ -62,21 +59,6 @@ def summary_table(summary: IngestSummary, config: IngestConfig) -> Table:
     table.add_row("shards in", str(config.out))
     table.add_row("manifests in", str(config.manifest_dir))
     return table
-
-
-@contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """While inside, SIGTERM (``kill``, ``docker stop``, a scheduler's preemption) ends the run as Ctrl-C does:
-    workers stopped, this run's temporary files removed, complete shards kept."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:

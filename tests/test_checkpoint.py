@@ -96,3 +96,42 @@ def test_weights_are_finite_sees_a_single_nan() -> None:
     with torch.no_grad():
         next(model.parameters()).view(-1)[3] = float("nan")
     assert not weights_are_finite(model)
+
+
+class _Payload:
+    """A pickle that runs code when loaded (what a crafted .pt file does)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (self.marker,))
+
+
+def test_a_crafted_checkpoint_is_refused_without_running_its_code(tmp_path: Path) -> None:
+    """Every tool loads checkpoints through load_checkpoint: with weights_only=False a crafted file's payload ran
+    (it made a file) before the file was refused."""
+    marker = tmp_path / "PWNED"
+    torch.save({"format": 1, "model": _Payload(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+def test_a_full_disk_while_saving_is_an_os_error_and_keeps_the_last_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch.save into a full disk raised RuntimeError ("unexpected pos"), which the trainer's ENOSPC message
+    did not catch: a traceback. The checkpoint is now serialized in memory and written as plain bytes."""
+    model = build_avts(ModelSpec(width=4, audio_width=4, embed_dim=8))
+    save_checkpoint(tmp_path, content(model, 1))
+    before = (tmp_path / "last.pt").read_bytes()
+
+    def full_disk(self: Path, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    with pytest.raises(OSError) as error:
+        save_checkpoint(tmp_path, content(model, 2))
+    assert error.value.errno == 28
+    assert (tmp_path / "last.pt").read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]

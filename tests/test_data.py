@@ -149,3 +149,26 @@ def test_samples_without_audible_audio_are_skipped_where_audio_is_needed(raw_sam
         )
         assert len(list(to_examples(dict(silent), spec, 0))) == expected
     assert len(list(to_examples(dict(raw_sample), LoaderSpec(["memory"], 2, 25, 120, 5, 0), 0))) == 1
+
+
+def test_a_stream_of_unusable_samples_ends_instead_of_spinning(
+    raw_sample: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resampled shards whose samples are all unusable (ingested without audible audio, or bad) were read round
+    and round for ever: `avts-train --epoch-size` hung at full CPU. The stream now ends after a run of unusable
+    samples, and a usable sample resets the count."""
+    import itertools
+    import json
+
+    import trainer.data
+
+    monkeypatch.setattr(trainer.data, "MAX_UNUSABLE_IN_A_ROW", 20)
+    silent = {**raw_sample, "json": json.dumps({**json.loads(raw_sample["json"]), "audible": False}).encode()}
+    bad = {"__key__": "broken", "__url__": "memory", POSITION: "0/0/1", "json": b"{"}
+    spec = LoaderSpec(["memory"], batch_size=2, clip_frames=25, context_frames=120, seed=5, workers=0)
+    stage = trainer.data.expand_examples(spec, 0)
+    endless = itertools.cycle([dict(silent), dict(bad)])  # what resampled shards of such samples give
+    with pytest.warns(trainer.data.BadSampleWarning, match="no usable sample in the last 20 read"):
+        assert list(stage(endless)) == []
+    mixed = itertools.islice(itertools.cycle([dict(silent)] * 19 + [dict(raw_sample)]), 200)
+    assert len(list(stage(mixed))) == 10  # never 20 unusable in a row: the whole finite stream is read

@@ -41,6 +41,23 @@ def test_a_list_file_is_read_line_by_line(folder: Path) -> None:
     assert expand_shards(str(listing)) == [f"{folder}/0002.tar", f"{folder}/0000.tar"]
 
 
+def test_a_list_file_is_checked_like_the_shards_it_names(folder: Path) -> None:
+    """A list naming a missing shard trained on the rest (a webdataset warning the only sign), a CSV given by
+    mistake was read as shard paths and the run hung, and a video given as --shards crashed reading it as text."""
+    listing = folder / "train.txt"
+    listing.write_text(f"{folder}/0000.tar\n{folder}/0009.tar\n")
+    with pytest.raises(FileNotFoundError, match=r"1 shard\(s\) of .*0009.tar' do not exist"):
+        expand_shards(str(listing))
+    table = folder / "labels.csv"
+    table.write_text("filename,fold,target\n1-100038-A-14.wav,1,14\n")
+    with pytest.raises(FileNotFoundError, match=r"labels.csv, line 1: 'filename,fold,target' names no shard"):
+        expand_shards(str(table))
+    video = folder / "clip.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42\xff\xfe")
+    with pytest.raises(FileNotFoundError, match=r"neither a \.tar shard nor a text file listing shards"):
+        expand_shards(str(video))
+
+
 def test_missing_shards_are_an_error_not_an_empty_run(folder: Path) -> None:
     with pytest.raises(FileNotFoundError, match="do not exist"):
         expand_shards(f"{folder}/{{0000..0009}}.tar")

@@ -117,7 +117,13 @@ def test_a_truncated_last_checkpoint_falls_back_to_the_newest_epoch_one(train_sh
     assert torch.load(last, weights_only=False)["state"]["epoch"] == 3
 
 
-def test_ctrl_c_says_where_the_checkpoints_are_and_resume_goes_on(train_shards: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_ctrl_c_says_where_the_checkpoints_are_and_resume_goes_on(
+    train_shards: Path, tmp_path: Path, stop: str
+) -> None:
+    """Ctrl-C (SIGINT to the process group) or SIGTERM to the main process (``kill``, a scheduler's preemption):
+    one line, 130, and an immediate --resume goes on. SIGTERM used to end the run with 143 and no word, and a
+    data loader worker that outlived it for ~7 s held the run's lock, so the resume was refused."""
     out = tmp_path / "run"
     command = train_command(train_shards, out, "--epochs", "3", "--workers", "1")
     env = {**os.environ, "CI": "true", "OMP_NUM_THREADS": "1"}
@@ -129,7 +135,10 @@ def test_ctrl_c_says_where_the_checkpoints_are_and_resume_goes_on(train_shards: 
         while not (out / "checkpoints" / "epoch-0001.pt").exists() and time.monotonic() < deadline:
             assert process.poll() is None, "the run ended before it could be interrupted"
             time.sleep(0.05)
-        os.killpg(process.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole process group
+        if stop == "ctrl-c":
+            os.killpg(process.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole process group
+        else:
+            os.kill(process.pid, signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
     finally:
         if process.poll() is None:

@@ -7,6 +7,7 @@ A checkpoint is one ``torch.save`` dict: ``format``, ``model_spec`` (to rebuild 
 
 from __future__ import annotations
 
+import io
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,8 +31,10 @@ class CheckpointError(Exception):
 
 def save_checkpoint(folder: Path, content: dict[str, Any], epoch_end: int | None = None, keep: int = 2) -> Path:
     """Write ``last.pt`` (and ``epoch-NNNN.pt`` at an epoch end, keeping the newest ``keep``)."""
+    serialized = io.BytesIO()  # torch.save reports a full disk as a RuntimeError; a plain write, as ENOSPC
+    torch.save({"format": FORMAT, **content}, serialized)
     with atomic_path(folder / LAST) as tmp:
-        torch.save({"format": FORMAT, **content}, tmp)
+        tmp.write_bytes(serialized.getbuffer())
     if epoch_end is not None:  # a copy, not a hard link: damage to one file must not reach the other
         with atomic_path(folder / f"epoch-{epoch_end:04d}.pt") as tmp:
             shutil.copyfile(folder / LAST, tmp)
@@ -43,7 +46,7 @@ def save_checkpoint(folder: Path, content: dict[str, Any], epoch_end: int | None
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`; a clear error if it is not one."""
     try:
-        content = torch.load(path, map_location=device, weights_only=False)
+        content = torch.load(path, map_location=device, weights_only=True)  # a pickle's code never runs
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path}") from None
     except Exception as error:

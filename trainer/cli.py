@@ -12,6 +12,7 @@ from rich.console import Console
 
 from avts.config_cli import add_config_arguments, config_from_args
 from avts.console import USER_ERRORS, error_console, report_failure, report_interrupt
+from avts.interrupts import terminate_as_interrupt
 from trainer.config import LoopSettings, TrainConfig
 from trainer.recipes import RECIPES, get_recipe
 from trainer.train import TrainError, train
@@ -54,7 +55,8 @@ def run_command(tool: str, job: Callable[[Config, Console], Finished], config: C
     understands (exit 1) or an interruption (exit 130, saying where the checkpoints are), a last line when done."""
     console = error_console()
     try:
-        result = job(config, console)
+        with terminate_as_interrupt():
+            result = job(config, console)
     except (TrainError, *USER_ERRORS) as error:
         return report_failure(console, tool, error)
     except KeyboardInterrupt:

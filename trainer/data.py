@@ -207,14 +207,23 @@ def number_and_skip(skips: dict[int, int], batch_size: int) -> Callable[[Iterabl
     return stage
 
 
+MAX_UNUSABLE_IN_A_ROW = 2000  # samples: a stream that yields nothing for this long ends (resampled shards never do)
+
+
 def expand_examples(spec: LoaderSpec, epoch: int) -> Callable[[Iterable[dict]], Iterator[Example]]:
     """A stage that turns raw samples into examples; a sample that cannot be used is skipped with a warning
-    that names it and its shard."""
+    that names it and its shard. After :data:`MAX_UNUSABLE_IN_A_ROW` samples in a row that gave no example (bad,
+    or ingested without audible audio) the stream ends with a warning: resampled shards would otherwise be read
+    round and round for ever when none of their samples can be used."""
 
     def stage(source: Iterable[dict]) -> Iterator[Example]:
+        unusable = 0
         for raw in source:
+            used = False
             try:
-                yield from to_examples(raw, spec, epoch)
+                for example in to_examples(raw, spec, epoch):
+                    used = True
+                    yield example
             except Exception as error:
                 warnings.warn(
                     f"skipped sample {raw.get('__key__')!r} of shard {raw.get('__url__')!r}: "
@@ -222,6 +231,15 @@ def expand_examples(spec: LoaderSpec, epoch: int) -> Callable[[Iterable[dict]], 
                     BadSampleWarning,
                     stacklevel=1,
                 )
+            unusable = 0 if used else unusable + 1
+            if unusable >= MAX_UNUSABLE_IN_A_ROW:
+                warnings.warn(
+                    f"no usable sample in the last {unusable} read (bad, or ingested without audible audio): "
+                    "this data loader stream ends here",
+                    BadSampleWarning,
+                    stacklevel=1,
+                )
+                return
 
     return stage
 

@@ -29,8 +29,9 @@ def expand_shards(spec: str, split: str = "train") -> list[str]:
     Accepts comma-separated parts, each one of: a brace pattern (``shards/{0000..2047}.tar``), the same with
     angle brackets (``shards/<0000..2047>.tar``), a folder (its ``NNNN.tar`` files for ``split="train"``,
     its ``val-NNNN.tar`` files for ``"val"``, its ``test-NNNN.tar`` files for ``"test"``), a text file listing
-    one shard per line, or a URL: ``s3://bucket/shards/{0000..0099}.tar``, a prefix ``s3://bucket/shards/``
-    (listed like a folder), ``http://host/shards/{0000..0099}.tar`` and ``pipe:COMMAND`` (both not checked).
+    one shard (path, pattern or URL, checked the same way) per line, or a URL:
+    ``s3://bucket/shards/{0000..0099}.tar``, a prefix ``s3://bucket/shards/`` (listed like a folder),
+    ``http://host/shards/{0000..0099}.tar`` and ``pipe:COMMAND`` (both not checked).
     Brace-expanded paths and object-store URLs that do not exist are an error, so a typo does not train on
     nothing (checked with one listing per folder).
     """
@@ -69,13 +70,33 @@ def _expand_one(part: str, split: str) -> list[str]:
         pattern = f"{split}-[0-9]*.tar" if split in ("val", "test") else "[0-9]*.tar"
         return [str(p) for p in sorted(path.glob(pattern))]
     if path.is_file() and path.suffix != ".tar":
-        lines = (line.strip() for line in path.read_text().splitlines())
-        return [line for line in lines if line and not line.startswith("#")]
+        return _listed_shards(path, split)
     expanded = list(braceexpand.braceexpand(part))
     missing = [p for p in expanded if not Path(p).exists()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} shard(s) of {part!r} do not exist, e.g. {missing[0]}")
     return expanded
+
+
+def _listed_shards(path: Path, split: str) -> list[str]:
+    """The shards a list file names, one per line (``#`` comments), each checked as a part of its own is: a list
+    naming a missing shard, or a file that is no list at all (a CSV, a video), is an error up front."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise FileNotFoundError(f"{path} is neither a .tar shard nor a text file listing shards") from None
+    shards: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not (is_url(line) or line.endswith(".tar") or "{" in line or "<" in line):
+            raise FileNotFoundError(
+                f"{path}, line {number}: {line[:80]!r} names no shard (a .tar path, pattern or URL); "
+                "--shards takes shards, folders of shards, patterns, or a text file listing shards"
+            )
+        shards.extend(_expand_one(line, split))
+    return shards
 
 
 def _expand_remote(part: str, split: str) -> list[str]:

@@ -475,7 +475,8 @@ def train_one_epoch(run: Run, epoch: int) -> EpochStats:
     if state.step_in_epoch == 0:
         raise TrainError(
             f"epoch {epoch + 1} had no training step: the shards hold fewer than --batch-size "
-            f"{cfg.batch_size} samples per process (after splitting over ranks and workers)"
+            f"{cfg.batch_size} usable samples per process (after splitting over ranks and workers; samples that "
+            "cannot be used, or were ingested without audible audio, are skipped with a warning above)"
         )
     total, count = losses.totals(state)
     return EpochStats(distributed.mean_over_ranks(total, count, run.runtime), state.step_in_epoch)
