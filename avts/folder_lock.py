@@ -32,6 +32,8 @@ def hold(folder: Path, lock_name: str, tool: str, elsewhere: str) -> Iterator[No
         raise FolderLockError(f"{folder}: part of this path is a file, not a folder") from None
     except PermissionError as error:
         raise FolderLockError(f"cannot write in {folder}: permission denied ({error.filename})") from None
+    except OSError as error:  # a read-only file system, a full disk, too long a name...
+        raise FolderLockError(f"cannot write in {folder}: {error.strerror or error}") from None
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -175,3 +175,31 @@ def test_avts_sync_keeps_to_a_folder_of_its_own_one_run_at_a_time(
     with hold(ours, sync_cli.LOCK, "avts-sync", "give another --out"):
         assert sync_cli.main([*argv, str(ours)]) == 1
     assert "give another --out" in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_bad_curriculum_and_an_oversized_short_side_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--curriculum garbage` raised ValueError from inside the run, and `avts-sync --short-side 4096` raised the
+    ingest settings' ValueError: tracebacks, where every other bad flag is a usage error."""
+    base = ["--shards", str(tmp_path), "--out", str(tmp_path / "run")]
+    said = usage_error(train_parse_args, [*base, "--curriculum", "garbage"], capsys)
+    assert "--curriculum: bad curriculum stage 'garbage'" in said
+    video = tmp_path / "v.mp4"
+    said = usage_error(sync_cli.parse_args, [str(video), "--checkpoint", "c.pt", "--short-side", "4096"], capsys)
+    assert "--short-side must be an even number in [16, 2160]" in said
+
+
+def test_a_read_only_output_folder_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only --out (a read-only mount) gave `OSError: [Errno 30]` with a traceback from the lock."""
+    from avts.folder_lock import FolderLockError
+
+    def read_only(self: Path, *args: object, **kwargs: object) -> None:
+        raise OSError(30, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "open", read_only)
+    with (
+        pytest.raises(FolderLockError, match=r"cannot write in .*: Read-only file system"),
+        hold(tmp_path / "run", ".lock", "avts-train", "pass another --out"),
+    ):
+        pass

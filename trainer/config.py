@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from avts.config_cli import option, validate
+from trainer.curriculum import curriculum_check
 from trainer.distributed import device_check
 from trainer.models import ModelSpec
 
@@ -132,6 +133,7 @@ class TrainConfig(LoopSettings):
                 ),
                 (self.audio_context >= 2.5, "--audio-context must be ≥ 2.5 s to host hard negatives"),
                 (self.val_clips >= 1, "--val-clips must be ≥ 1"),
+                curriculum_check(self.curriculum),
             ]
         )
 

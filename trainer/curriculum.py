@@ -106,3 +106,14 @@ class Curriculum:
                 raise ValueError(f"bad start epoch {epoch.strip()!r} in curriculum stage {part.strip()!r}") from None
             stages.append(Stage(start, _parse_mix(mix)))
         return cls(tuple(stages))
+
+
+def curriculum_check(text: str | None) -> tuple[bool, str]:
+    """A validation entry for ``--curriculum``: whether ``text`` parses, and what is wrong if not."""
+    if text is None:
+        return True, ""
+    try:
+        Curriculum.parse(text)
+    except ValueError as error:
+        return False, f"--curriculum: {error}"
+    return True, ""

@@ -47,7 +47,7 @@ from avts.atomic import atomic_path, atomic_write_text
 from avts.config_cli import option, output_file_checks, validate
 from avts.progress import CountProgress
 from avts.schema import AUDIO_SAMPLE_RATE, FBANK_FILTERS, VIDEO_FPS, Sample
-from pipeline.config import EncodeSettings, IngestConfig
+from pipeline.config import MAX_SHORT_SIDE, EncodeSettings, IngestConfig
 from pipeline.discover import VideoItem, display_path, find_files, label_of
 from pipeline.transcode import MediaError, transcode
 from trainer.checkpoint import TrainedModel
@@ -119,7 +119,10 @@ class FeaturesConfig:
                 (self.subclips >= 1, "--subclips must be ≥ 1"),
                 (self.clips >= 1, "--clips must be ≥ 1"),
                 (self.batch_size >= 1, "--batch-size must be ≥ 1"),
-                (self.short_side >= 16 and self.short_side % 2 == 0, "--short-side must be an even number ≥ 16"),
+                (
+                    16 <= self.short_side <= MAX_SHORT_SIDE and self.short_side % 2 == 0,
+                    f"--short-side must be an even number in [16, {MAX_SHORT_SIDE}]",
+                ),
             ]
         )
         parse_pool(self.pool)

@@ -31,7 +31,7 @@ from avts.atomic import atomic_path
 from avts.config_cli import option, output_folder_checks, validate
 from avts.console import printable
 from avts.schema import FBANK_FILTERS, FEATURE_RATE, FEATURES_PER_FRAME, VIDEO_FPS, Sample
-from pipeline.config import IngestConfig
+from pipeline.config import MAX_SHORT_SIDE, IngestConfig
 from pipeline.discover import VideoItem
 from pipeline.transcode import MediaError, transcode
 from trainer.clip_decode import decode_clip
@@ -80,7 +80,10 @@ class SyncConfig:
                 (self.step <= self.range, "--step must not exceed --range"),
                 (self.hop > 0, "--hop must be > 0"),
                 (self.batch_size >= 1, "--batch-size must be ≥ 1"),
-                (self.short_side >= 16 and self.short_side % 2 == 0, "--short-side must be an even number ≥ 16"),
+                (
+                    16 <= self.short_side <= MAX_SHORT_SIDE and self.short_side % 2 == 0,
+                    f"--short-side must be an even number in [16, {MAX_SHORT_SIDE}]",
+                ),
             ]
         )
 
