@@ -365,3 +365,26 @@ def test_a_url_where_a_local_path_is_needed_is_a_usage_error(
     url = next(flag for flag in flags if "://" in flag)
     assert f"{url!r} is a URL: this option takes a local (or mounted) path" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_hard_negatives_that_cannot_be_made_are_said_and_counted(train_shards: Path, tmp_path: Path) -> None:
+    """`--hard-gap 100 --curriculum 0:hard=1` trained on easy negatives only while metrics.jsonl said
+    `mix hard=1.0`: the sampler's fallback was silent. Now each step record has the share of negatives that
+    were hard, and a warning says it once."""
+    out = tmp_path / "run"
+    command = train_command(train_shards, out, "--epochs", "1", "--workers", "0", "--log-every", "1")
+    result = run([*command, "--hard-gap", "100", "--curriculum", "0:hard=1"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    said = " ".join(result.stderr.split())
+    assert said.count("UnmetCurriculumWarning") == 1 and "asks for 100% hard negatives, but only 0%" in said
+    steps = records(out, "step")
+    assert steps and all(step["neg_hard_share"] == 0.0 for step in steps)
+    possible = run(
+        [
+            *train_command(train_shards, tmp_path / "ok", "--epochs", "1", "--workers", "0", "--log-every", "1"),
+            "--curriculum",
+            "0:hard=1",
+        ]
+    )
+    assert possible.returncode == 0 and "UnmetCurriculumWarning" not in possible.stderr
+    assert all(step["neg_hard_share"] > 0.5 for step in records(tmp_path / "ok", "step"))

@@ -18,6 +18,7 @@ import contextlib
 import errno
 import json
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,7 +59,7 @@ from trainer.loss import pair_distance
 from trainer.metrics import MetricsLog, plot_run
 from trainer.models import AVTSModel, build_avts
 from trainer.optim import PlateauSchedule, build_optimizer, plateau_schedule
-from trainer.sampler import PairSampler
+from trainer.sampler import HARD, POSITIVE, SUPER_HARD, NegativeMix, PairSampler
 from trainer.shardlist import default_stats_path, default_val_spec, expand_shards
 from trainer.step import InputSettings, StepOutput, training_step
 
@@ -678,6 +679,10 @@ def epoch_line(record: dict[str, Any], shown: tuple[str, ...]) -> str:
     return " | ".join(parts)
 
 
+class UnmetCurriculumWarning(UserWarning):
+    """Hard negatives asked for could not be made from the data and options given."""
+
+
 @dataclass
 class SyncTask:
     """What `avts-train` trains: audio-visual synchronization with the curriculum's negatives (Eq. 1), or the
@@ -690,6 +695,8 @@ class SyncTask:
     stats: FeatureStats
     val_loader: LoaderSpec | None
     shown: tuple[str, ...] = ("stage", "val_acc_easy", "val_acc_mixed")
+    asked: NegativeMix | None = field(default=None, init=False)  # the mix of the epoch being trained
+    warned: bool = field(default=False, init=False)
 
     def start_epoch(self, run: Run, epoch: int) -> None:
         """At the start of a curriculum stage, start the plateau tracking afresh (see :mod:`trainer.optim`)."""
@@ -702,12 +709,13 @@ class SyncTask:
 
     def step(self, run: Run, batch: Batch, epoch: int) -> StepOutput:
         """:func:`trainer.step.training_step` with the epoch's negative mix."""
+        self.asked = self.curriculum.mix_at(epoch)
         return training_step(
             run.forward,
             run.optimizer,
             batch,
             self.settings,
-            self.curriculum.mix_at(epoch),
+            self.asked,
             run.generator,
             self.cfg.margin,
         )
@@ -717,9 +725,27 @@ class SyncTask:
         return sorted({keys[owner] for owner in out.pairs.source[out.bad_audio_rows].cpu().tolist()})
 
     def step_record(self, out: StepOutput) -> dict[str, float]:
-        """The positive and negative embedding distances of the step's batch."""
+        """The positive and negative embedding distances of the step's batch, and the shares of its negatives that
+        were hard and super-hard: a clip without audio far enough from it for a hard negative gets an easy one
+        instead, which is said once (asking for hard negatives that cannot be made trained on easy ones, silently)."""
         with torch.no_grad():
-            return distance_gap(out.video_emb, out.audio_emb, out.pairs.label)
+            record = distance_gap(out.video_emb, out.audio_emb, out.pairs.label)
+            negatives = max(int((out.pairs.kind != POSITIVE).sum()), 1)
+            record["neg_hard_share"] = int((out.pairs.kind == HARD).sum()) / negatives
+            record["neg_super_hard_share"] = int((out.pairs.kind == SUPER_HARD).sum()) / negatives
+        wanted = self.asked.hard + self.asked.super_hard if self.asked is not None else 0.0
+        made = record["neg_hard_share"] + record["neg_super_hard_share"]
+        if wanted > 0 and made < wanted / 2 and not self.warned:
+            self.warned = True
+            warnings.warn(
+                f"the curriculum asks for {wanted:.0%} hard negatives, but only {made:.0%} of this step's negatives "
+                f"could be hard: a hard negative needs audio at least --hard-gap {self.cfg.hard_gap} s from its clip "
+                f"within --audio-context {self.cfg.audio_context} s of audio; the others were easy negatives "
+                "(metrics.jsonl: neg_hard_share)",
+                UnmetCurriculumWarning,
+                stacklevel=1,
+            )
+        return record
 
     def evaluate(self, run: Run, epoch: int) -> dict[str, Any]:
         """AVTS accuracy on the validation shards (nothing without them)."""
