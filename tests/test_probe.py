@@ -182,6 +182,9 @@ def test_split_column_and_bad_csvs(esc_like: Path, tmp_path: Path) -> None:
     meta.write_text("filename,category\n1-low-0.wav,low\n")
     with pytest.raises(LayoutError, match="no fold or split column"):
         read_csv_layout(meta)
+    meta.write_text("filename,fold,category\n1-low-0.wav,1,low\n1-mid-0.wav,abc,mid\n")  # a typo became a fold
+    with pytest.raises(LayoutError, match=r"fold must be a whole number as in ESC-50 .*got 'abc' \(row 2\)"):
+        read_csv_layout(meta)
 
 
 def test_folder_layout_assigns_stratified_folds_by_name_hash(tmp_path: Path) -> None:
@@ -268,6 +271,20 @@ def test_mean_by_file_averages_sub_clip_scores() -> None:
     assert files.tolist() == [2, 4, 7]
     np.testing.assert_allclose(means, [[0.0, 1.0, 1.5], [0.5, 0.2, 0.1], [2.0, 0.0, 0.0]])
     assert means.argmax(axis=1).tolist() == [2, 0, 0]
+
+
+def test_a_class_that_no_training_fold_holds_is_an_error_not_a_score() -> None:
+    """With fold 2's files of class "c" gone, fold 1 was scored 66.7% with "c" counted as certain misses, and
+    classes split across folds gave 50.0% ± 0.0%: figures about the folds, not the features."""
+    files = [
+        LabeledFile(Path(f"f{i}"), label, fold)
+        for i, (label, fold) in enumerate(
+            [("a", "1"), ("b", "1"), ("c", "1"), ("a", "2"), ("b", "2"), ("a", "3"), ("b", "3")]
+        )
+    ]
+    features = np.arange(len(files), dtype=float)[:, None]
+    with pytest.raises(ProbeError, match=r"split 1: class\(es\) c of its test files have no training file"):
+        run_probe(FeatureTable(features, np.arange(len(files)), files, [], []), FOLDS)
 
 
 def test_class_scores_two_classes_and_a_class_missing_from_training() -> None:

@@ -100,6 +100,8 @@ def read_csv_layout(meta: Path, audio_dir: Path | None = None) -> LabeledSet:
                 raise LayoutError(
                     f"{meta}: split must be '{TRAIN_SPLIT}' or '{TEST_SPLIT}', got {fold!r} (row {number})"
                 )
+        elif fold and not fold.isdigit():  # a typo would become a fold of its own, scored and averaged
+            raise LayoutError(f"{meta}: fold must be a whole number as in ESC-50 (1-5), got {fold!r} (row {number})")
         if path is None:
             reason = "no file name"
         elif not label or not fold:

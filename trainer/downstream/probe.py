@@ -156,6 +156,12 @@ def run_probe(table: FeatureTable, scheme: Scheme, c: float = 1.0) -> ProbeResul
     for split in evaluation_splits([item.fold for item in table.files], scheme):
         if len(set(labels[split.train])) < 2:
             raise ProbeError(f"split {split.name}: the training files hold fewer than two classes")
+        unseen = sorted(set(labels[split.test]) - set(labels[split.train]))
+        if unseen:  # scored as certain misses, they would lower the accuracy by what the folds lack, not the features
+            raise ProbeError(
+                f"split {split.name}: class(es) {', '.join(unseen[:5])} of its test files have no training file in "
+                "the other folds; every class needs files in at least two folds"
+            )
         train_rows = rows_of(table.file_index, split.train)
         test_rows = rows_of(table.file_index, split.test)
         model = train_svm(rows[train_rows], labels[table.file_index[train_rows]], c)
