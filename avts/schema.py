@@ -153,5 +153,7 @@ def decode_sample(raw: dict[str, Any]) -> Sample:
     if missing:
         raise KeyError(f"sample {raw.get('__key__')!r} lacks members {missing}")
     meta = SampleMeta.from_dict(json.loads(raw[META_EXT]))
+    if meta.schema_version > SCHEMA_VERSION:  # its fields may mean what this reader cannot know
+        raise ValueError(f"written with shard schema {meta.schema_version}; this AVTS reads up to {SCHEMA_VERSION}")
     fbank = np.load(io.BytesIO(raw[FBANK_EXT]), allow_pickle=False)
     return Sample(key=raw["__key__"], video=raw[VIDEO_EXT], fbank=fbank, meta=meta)

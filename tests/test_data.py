@@ -172,3 +172,25 @@ def test_a_stream_of_unusable_samples_ends_instead_of_spinning(
         assert list(stage(endless)) == []
     mixed = itertools.islice(itertools.cycle([dict(silent)] * 19 + [dict(raw_sample)]), 200)
     assert len(list(stage(mixed))) == 10  # never 20 unusable in a row: the whole finite stream is read
+
+
+def test_samples_a_reader_cannot_trust_are_refused(raw_sample: dict) -> None:
+    """A 0.5-s filterbank beside a 4-s video trained on zero-padded audio, and a sample of a newer shard schema
+    (schema_version 99) was read as if it were this one. Both are now bad samples (skipped with a warning)."""
+    import json
+
+    from avts.schema import decode_sample
+
+    spec = LoaderSpec(["memory"], batch_size=2, clip_frames=25, context_frames=120, seed=5, workers=0)
+    meta = json.loads(raw_sample["json"])
+    short = {
+        **raw_sample,
+        "fbank.npy": encode_sample(Sample("numbered", b"", np.zeros((50, 40), np.float16), SampleMeta.from_dict(meta)))[
+            "fbank.npy"
+        ],
+    }
+    with pytest.raises(ValueError, match=r"its audio features cover 0\.50 s but its video"):
+        list(to_examples(short, spec, 0))
+    newer = {**raw_sample, "json": json.dumps({**meta, "schema_version": 99}).encode()}
+    with pytest.raises(ValueError, match="written with shard schema 99; this AVTS reads up to 1"):
+        decode_sample(newer)

@@ -25,7 +25,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, get_worker_info
 
 from avts import storage
-from avts.schema import FBANK_FILTERS, FEATURE_RATE, FEATURES_PER_FRAME, decode_sample
+from avts.schema import FBANK_FILTERS, FEATURE_RATE, FEATURES_PER_FRAME, VIDEO_FPS, decode_sample
 from avts.seeds import numpy_rng, stable_int
 from trainer.clip_decode import decode_clip, split_planes
 
@@ -162,7 +162,12 @@ def to_examples(raw: dict, spec: LoaderSpec, epoch: int) -> Iterator[Example]:
         return  # silent features would teach synchronization nothing (see SampleMeta.audible)
     if not np.isfinite(sample.fbank).all():
         raise ValueError("its audio features hold NaN or infinite values")
-    frames = min(sample.meta.frames, len(sample.fbank) // FEATURES_PER_FRAME)
+    if len(sample.fbank) != sample.meta.frames * FEATURES_PER_FRAME:  # the ingest writes exactly this many
+        raise ValueError(
+            f"its audio features cover {len(sample.fbank) / FEATURE_RATE:.2f} s but its video "
+            f"{sample.meta.frames / VIDEO_FPS:.2f} s"
+        )
+    frames = sample.meta.frames
     rng = sample_rng(spec.seed, epoch, sample.key, raw[POSITION]) if spec.training else None
     for start in clip_starts(frames, spec.clip_frames, spec.clips_per_video, rng):
         clip = decode_clip(sample.video, start, spec.clip_frames)
