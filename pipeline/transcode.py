@@ -349,7 +349,13 @@ def _transcode_streams(
     streams: list[av.stream.Stream] = [stream for stream in (video_stream, audio_stream) if stream is not None]
     for stream in streams:
         stream.codec_context.thread_count = settings.threads
-    video = VideoResampler(settings.short_side, settings.crf, settings.preset, settings.threads)
+    video = VideoResampler(
+        settings.short_side,
+        settings.crf,
+        settings.preset,
+        settings.threads,
+        video_stream.codec_context.sample_aspect_ratio,
+    )
     audio = AudioTrack(settings.mp3_bitrate if settings.mp3 else None)
     decoded = decode_streams(container, video_stream, audio_stream, video, audio)
     try:

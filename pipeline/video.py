@@ -60,8 +60,11 @@ def short_side_scale(short_side: int) -> str:
 class VideoResampler:
     """Turns decoded source frames into the stored video; push frames, then call :meth:`finish`."""
 
-    def __init__(self, short_side: int, crf: int, preset: str, threads: int) -> None:
+    def __init__(
+        self, short_side: int, crf: int, preset: str, threads: int, pixel_aspect: Fraction | None = None
+    ) -> None:
         self._short_side = short_side
+        self._pixel_aspect = pixel_aspect if pixel_aspect and pixel_aspect != 1 else None  # the source's SAR
         self._crf = crf
         self._preset = preset
         self._threads = threads
@@ -69,6 +72,7 @@ class VideoResampler:
         self._buffer = io.BytesIO()
         self._muxer: av.container.OutputContainer | None = None
         self._stream: av.VideoStream | None = None
+        self._source_size: tuple[int, int] = (0, 0)
         self._first_pts: int | None = None
         self._start_s: float | None = None  # source time of stored frame 0 (asked after every frame: kept)
         self._frames = 0
@@ -108,6 +112,7 @@ class VideoResampler:
 
     def _build_graph(self, frame: av.VideoFrame) -> av.filter.Graph:
         self.rotation = float(frame.rotation or 0)
+        self._source_size = (frame.width, frame.height)
         graph = av.filter.Graph()
         graph.threads = self._threads  # the default (one per core) only adds contention between workers
         nodes = [
@@ -146,11 +151,23 @@ class VideoResampler:
         self._muxer.mux(self._stream.encode(frame))
         self._frames += 1
 
+    def _stored_pixel_aspect(self, width: int, height: int) -> Fraction:
+        """The source's pixel aspect carried to the stored size (the scale filter's rule), turned with the
+        picture by a quarter-turn rotation."""
+        assert self._pixel_aspect is not None
+        source_width, source_height = self._source_size
+        aspect = self._pixel_aspect if round(self.rotation) % 180 == 0 else 1 / self._pixel_aspect
+        if round(self.rotation) % 180 != 0:
+            source_width, source_height = source_height, source_width
+        return (aspect * Fraction(height * source_width, width * source_height)).limit_denominator(65535)
+
     def _open_encoder(self, width: int, height: int) -> None:
         self._muxer = av.open(self._buffer, "w", format="mp4", options={"fflags": "+bitexact"})
         stream = self._muxer.add_stream("libx264", rate=VIDEO_FPS)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = _OUTPUT_TIME_BASE
+        if self._pixel_aspect is not None:  # kept, as the ffmpeg CLI's scale does: the picture keeps its shape
+            stream.codec_context.sample_aspect_ratio = self._stored_pixel_aspect(width, height)
         stream.codec_context.thread_count = self._threads
         stream.options = dict(x264_options(self._preset, self._crf, GOP_FRAMES))
         self._stream = stream

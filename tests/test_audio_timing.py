@@ -16,6 +16,7 @@ import json
 import random
 import re
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -306,3 +307,33 @@ def test_full_range_video_is_stored_in_limited_range(tmp_path: Path) -> None:
     reference_low, reference_high = stored_luma_range(run(limited))
     assert low >= 16 and high <= 235, (low, high)
     assert abs(low - reference_low) <= 4 and abs(high - reference_high) <= 4, (low, high, reference_low, reference_high)
+
+
+def test_non_square_pixels_keep_their_aspect_as_the_cli_does(tmp_path: Path) -> None:
+    """A 720x480 DVD-style source with 32:27 pixels (16:9 on screen) was stored as 192x128 with no aspect tag,
+    so it showed at 3:2. The stored file now carries the pixel aspect, as the ffmpeg CLI's scale gives it."""
+    import io
+
+    anamorphic = tmp_path / "anamorphic.mp4"
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=720x480:rate=25:duration=3",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=duration=3",
+        "-vf",
+        "setsar=32/27",
+        "-c:v",
+        "libx264",
+        "-c:a",
+        "aac",
+        anamorphic,
+    )
+    done = run(anamorphic)
+    with av.open(io.BytesIO(done.sample.video)) as container:
+        stream = container.streams.video[0]
+        stored = (stream.codec_context.width, stream.codec_context.height, stream.sample_aspect_ratio)
+    assert stored == (96, 64, Fraction(32, 27))  # SETTINGS' short side 64; 16:9 on screen
