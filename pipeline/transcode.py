@@ -232,20 +232,22 @@ class MediaClock:
     def place(self, frame: av.VideoFrame | av.AudioFrame, duration_s: float, max_hole_s: float | None) -> None:
         """Rejoin ``frame``'s timestamp (in place) if needed; raise :class:`MediaError` for a hole longer than
         ``max_hole_s`` in a container whose clock is not rejoined."""
-        if frame.pts is None or frame.time_base is None:
+        raw = frame.pts
+        if raw is None or frame.time_base is None:
             return
         kind = "video" if isinstance(frame, av.VideoFrame) else "audio"
-        raw = frame.pts
-        frame.pts = raw + round(self.shift / frame.time_base)
-        start = float(frame.pts * frame.time_base)
+        shifted = raw + round(self.shift / frame.time_base) if self.shift else raw  # Fraction work only after a jump
+        frame.pts = shifted
+        start = shifted * float(frame.time_base)
         expected = self.expected.get(kind)
         if expected is not None:
             jump = start - expected
             if self.rejoin and (jump > CLOCK_JUMP_S or jump < -CLOCK_BACK_S):
                 self.shift -= Fraction(jump)
                 self.jumps += 1
-                frame.pts = raw + round(self.shift / frame.time_base)
-                start = float(frame.pts * frame.time_base)
+                shifted = raw + round(self.shift / frame.time_base)
+                frame.pts = shifted
+                start = shifted * float(frame.time_base)
             elif not self.rejoin and max_hole_s is not None and jump > max_hole_s:
                 raise MediaError(
                     "timestamp jump",
