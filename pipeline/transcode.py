@@ -40,7 +40,7 @@ from pipeline.audio import AudioResult, AudioTimingError, AudioTrack, silent_fea
 from pipeline.config import EncodeSettings
 from pipeline.discover import VideoItem
 from pipeline.manifest import IngestFacts, SourceInfo
-from pipeline.video import EncodedVideo, VideoResampler
+from pipeline.video import EncodedVideo, UnsupportedSize, VideoResampler
 
 SILENCE_DBFS = -70.0
 MAX_DECODE_ERRORS = 50
@@ -187,7 +187,10 @@ def transcode(item: VideoItem, settings: EncodeSettings) -> Transcoded:
                 )
             if audio_stream is None and not settings.keep_without_audio:
                 raise MediaError("no audio stream")
-            return _transcode_streams(item, settings, container, video_stream, audio_stream, info)
+            try:
+                return _transcode_streams(item, settings, container, video_stream, audio_stream, info)
+            except UnsupportedSize as error:
+                raise MediaError("unsupported size", str(error)) from None
         except MediaError as error:
             error.source = info
             raise

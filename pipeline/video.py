@@ -16,6 +16,11 @@ import av
 from avts.schema import GOP_FRAMES, VIDEO_FPS
 
 _OUTPUT_TIME_BASE = Fraction(1, VIDEO_FPS)
+MAX_STORED_SIDE = 16384  # libx264 refuses a larger picture side (an 8x4096 source at short side 128: 128x65536)
+
+
+class UnsupportedSize(Exception):
+    """The stored picture would be larger than the encoder can take."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,12 @@ class VideoResampler:
         return (aspect * Fraction(height * source_width, width * source_height)).limit_denominator(65535)
 
     def _open_encoder(self, width: int, height: int) -> None:
+        if max(width, height) > MAX_STORED_SIDE:
+            source_width, source_height = self._source_size
+            raise UnsupportedSize(
+                f"{source_width}x{source_height} would be stored as {width}x{height}; H.264 takes at most "
+                f"{MAX_STORED_SIDE} pixels a side (a smaller --short-side would fit)"
+            )
         self._muxer = av.open(self._buffer, "w", format="mp4", options={"fflags": "+bitexact"})
         stream = self._muxer.add_stream("libx264", rate=VIDEO_FPS)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"

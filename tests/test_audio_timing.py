@@ -337,3 +337,29 @@ def test_non_square_pixels_keep_their_aspect_as_the_cli_does(tmp_path: Path) -> 
         stream = container.streams.video[0]
         stored = (stream.codec_context.width, stream.codec_context.height, stream.sample_aspect_ratio)
     assert stored == (96, 64, Fraction(32, 27))  # SETTINGS' short side 64; 16:9 on screen
+
+
+def test_a_picture_too_large_for_h264_fails_with_a_reason_that_names_its_size(tmp_path: Path) -> None:
+    """An 8x4096 source at the default short side would be stored as 128x65536, which libx264 refuses: the
+    file failed as "internal error" (ExternalError from avcodec_open2)."""
+    tall = tmp_path / "tall.mp4"
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=8x4096:rate=25:duration=3",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=duration=3",
+        "-c:v",
+        "libx264",
+        "-c:a",
+        "aac",
+        tall,
+    )
+    settings = EncodeSettings(**{**SETTINGS.__dict__, "short_side": 128})
+    with pytest.raises(MediaError) as failure:
+        transcode(VideoItem("tall", tall, tall.name, None, "train", 0), settings)
+    assert failure.value.reason == "unsupported size"
+    assert failure.value.detail.startswith("8x4096 would be stored as 128x65536; H.264 takes at most 16384")
