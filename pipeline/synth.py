@@ -23,6 +23,7 @@ from __future__ import annotations
 import colorsys
 import json
 import math
+import multiprocessing
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -362,7 +363,9 @@ def generate(config: SynthConfig, progress: Callable[[int], None] | None = None)
             write_video(config, i)
             report(i + 1)
         return paths
-    with ProcessPoolExecutor(max_workers=config.workers) as pool:
+    # spawn, not Linux's default fork: forking a process that runs threads (torch's, a decoder's) can hand the
+    # child a lock held for ever (seen: a test session hung in the pool's first task)
+    with ProcessPoolExecutor(max_workers=config.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(write_video, config, i) for i in range(config.videos)]
         for done, future in enumerate(as_completed(futures), start=1):
             future.result()
