@@ -140,3 +140,11 @@ def write_section(path: Path, title: str, body: str) -> None:
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     found = pattern.search(text)
     path.write_text(pattern.sub(lambda _: section + "\n", text) if found else text.rstrip() + "\n\n" + section)
+
+
+def clips_in(folder: Path) -> list[Path]:
+    """The ``*.mp4`` clips of a benchmark's ``--inputs`` folder, sorted; exits with a message when there are none."""
+    found = sorted(folder.glob("*.mp4"))
+    if not found:
+        raise SystemExit(f"no *.mp4 in {folder}")
+    return found

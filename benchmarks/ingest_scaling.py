@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
-from bench_results import machine_line, write_section  # noqa: E402
+from bench_results import clips_in, machine_line, write_section  # noqa: E402
 from ingest_bench import (  # noqa: E402
     EFFICIENCY_GOAL,
     command_arguments,
@@ -162,9 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.per_worker < 1 or args.workers < 2 or args.rounds < 1:
         parser.error("--per-worker and --rounds must be ≥ 1 and --workers ≥ 2")
-    found = sorted(args.inputs.glob("*.mp4"))
-    if not found:
-        raise SystemExit(f"no *.mp4 in {args.inputs}")
+    found = clips_in(args.inputs)
     workdir = args.workdir.resolve()
     clips = replicate(found, args.workers * args.per_worker, workdir / "replicas")
     sources = {1: link_sources(clips[: args.per_worker], workdir / "src1"), args.workers: workdir / "replicas"}

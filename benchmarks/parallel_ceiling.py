@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
-from bench_results import machine_line  # noqa: E402
+from bench_results import clips_in, machine_line  # noqa: E402
 from ingest_bench import transcode_loop  # noqa: E402
 
 
@@ -61,9 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-process", type=int, default=30, help="clips per process (the folder's, cycled)")
     parser.add_argument("--workers-list", default="1,16", help="process counts, comma-separated; the first is the base")
     args = parser.parse_args(argv)
-    found = sorted(args.inputs.glob("*.mp4"))
-    if not found:
-        raise SystemExit(f"no *.mp4 in {args.inputs}")
+    found = clips_in(args.inputs)
     counts = [int(value) for value in args.workers_list.split(",")]
     run_shares(found[:1], 1)  # warm the page cache and the imports
     rows = []

@@ -92,15 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips", type=int, default=480, help="clips to ingest (default 480)")
     args = parser.parse_args(argv)
     os.environ.update(dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1"))
-    from bench_results import machine_line
+    from bench_results import clips_in, machine_line
     from ingest_bench import ingest_config, replicate
     from rich.console import Console
 
     from pipeline.ingest import run_ingest
 
-    found = sorted(args.inputs.glob("*.mp4"))
-    if not found:
-        raise SystemExit(f"no *.mp4 in {args.inputs}")
+    found = clips_in(args.inputs)
     workdir = args.workdir.resolve()
     replicate(found, args.clips, workdir / "replicas")
     records: list[Timed] = []

@@ -15,11 +15,12 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from avts.interrupts import interrupts_held
 from pipeline.config import EncodeSettings, ShardOutput
 from pipeline.discover import ShardJob, VideoItem
 from pipeline.distributor import environment
@@ -68,21 +69,6 @@ class _Task:
     function: Callable[..., Any]
     args: tuple[Any, ...]
     attempts: int = 0
-
-
-@contextlib.contextmanager
-def interrupts_held() -> Iterator[None]:
-    """Hold Ctrl-C (SIGINT) back from this thread meanwhile, and from the processes it starts from their first
-    instruction (the mask is inherited): a worker still importing would print a traceback of its own. A Ctrl-C
-    that comes meanwhile is delivered here afterwards, not lost."""
-    held = hasattr(signal, "pthread_sigmask")
-    if held:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        if held:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 class _Worker:
