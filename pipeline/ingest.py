@@ -35,8 +35,8 @@ from pipeline.manifest import (
     part_path,
     read_part,
     skipped_row,
-    source_mtime_ns,
     source_size,
+    source_stamp,
     video_row,
 )
 from pipeline.moments import combine
@@ -272,9 +272,8 @@ def completed_part(config: IngestConfig, job: ShardJob, present: set[str]) -> Sh
 def source_changed(row: VideoRow, path: Path) -> bool:
     """Whether a source file differs from when its row was made: another size, or (rows that recorded it)
     another modification time, like rsync's quick check."""
-    if row.source_bytes != source_size(path):
-        return True
-    return row.source_mtime_ns is not None and row.source_mtime_ns != source_mtime_ns(path)
+    size, mtime_ns = source_stamp(path)
+    return row.source_bytes != size or (row.source_mtime_ns is not None and row.source_mtime_ns != mtime_ns)
 
 
 def start_engine(config: IngestConfig, videos: int) -> Engine:

@@ -85,21 +85,23 @@ class VideoRow:
     source_mtime_ns: int | None = None  # with source_bytes: a rerun redoes a file changed since (None: unknown)
 
 
-def source_mtime_ns(path: Path) -> int | None:
-    """When a source file was last written, in ns (None when it cannot be read): recorded, compared on resume, so
-    a file rewritten at the same size (a preallocated download finishing) is redone."""
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return None
-
-
 def source_size(path: Path) -> int:
     """The size of a source file now (0 when it cannot be read): recorded in its row, compared on resume."""
     try:
         return path.stat().st_size
     except OSError:
         return 0
+
+
+def source_stamp(path: Path) -> tuple[int, int | None]:
+    """A source file's size and modification time in ns, from one ``stat`` ((0, None) when it cannot be read):
+    recorded in its row and compared on resume, so a file rewritten since is redone, also at the same size (a
+    preallocated download finishing)."""
+    try:
+        status = path.stat()
+    except OSError:
+        return 0, None
+    return status.st_size, status.st_mtime_ns
 
 
 def video_row(
@@ -117,6 +119,7 @@ def video_row(
     """The manifest row of ``item``: what the plan knows, plus what transcoding learned."""
     info = source or SourceInfo()
     learned = facts or IngestFacts()
+    size, mtime_ns = source_stamp(item.path)
     return VideoRow(
         key=item.key,
         path=item.relpath,
@@ -134,8 +137,8 @@ def video_row(
         audio_channels=info.audio_channels,
         shard=shard,
         in_stats_subset=False,
-        source_bytes=source_size(item.path),
-        source_mtime_ns=source_mtime_ns(item.path),
+        source_bytes=size,
+        source_mtime_ns=mtime_ns,
         decode_errors=decode_errors,
         stats_rank=item.stats_rank,
         source_duration_s=info.duration_s,
